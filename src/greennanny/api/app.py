@@ -1,0 +1,170 @@
+"""The node's REST API and dashboard, served by the process that owns the store.
+
+Security by default: bound to loopback, no token is needed; bound to any other address, every
+route but /health needs `Authorization: Bearer <token>` (or the dashboard cookie set from
+`/?token=`), and the node refuses to start without a token file.
+"""
+
+from __future__ import annotations
+
+import hmac
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+
+from greennanny import __version__
+from greennanny.api import errors
+from greennanny.api.batch_codec import batch_from_arrow
+from greennanny.config import Config
+from greennanny.ingest.timeparse import any_to_ns
+from greennanny.store.base import SeriesInfo
+from greennanny.store.duckdb import DuckDBStore
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+WEB = Path(__file__).resolve().parent.parent / "web"
+
+
+def iso(ns: int | None) -> str | None:
+    if ns is None:
+        return None
+    return datetime.fromtimestamp(ns // 1_000_000_000, tz=timezone.utc).replace(
+        microsecond=(ns % 1_000_000_000) // 1000).isoformat().replace("+00:00", "Z")
+
+
+def series_json(s: SeriesInfo) -> dict[str, Any]:
+    return {
+        "id": s.id, "key": str(s.key), "site": s.key.site, "zone": s.key.zone, "device": s.key.device,
+        "quantity": s.key.quantity, "unit": s.unit, "points": s.points, "first": iso(s.first_ns),
+        "last": iso(s.last_ns), "last_value": s.last_value,
+    }
+
+
+def _ns_param(v: str | None, name: str) -> int | None:
+    return None if v in (None, "") else any_to_ns(v, field=name)
+
+
+def create_app(cfg: Config, store: DuckDBStore, node: Any = None) -> FastAPI:
+    token = cfg.api_token()
+    need_token = cfg.api.host not in LOOPBACK
+
+    def auth(request: Request) -> None:
+        if not need_token:
+            return
+        got = request.headers.get("authorization", "")
+        given = got[7:] if got.lower().startswith("bearer ") else request.cookies.get("gn_token", "")
+        if not token or not given or not hmac.compare_digest(given, token):
+            raise HTTPException(401, "missing or wrong API token (Authorization: Bearer <token>)")
+
+    app = FastAPI(title="greennanny", version=__version__,
+                  description="Edge node API: series, points, forecasts, dead letters.")
+    errors.install(app)
+    guarded = [Depends(auth)]
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        out: dict[str, Any] = {"status": "ok", "version": __version__}
+        if node is not None:
+            out.update(mqtt_connected=node.mqtt.connected.is_set(), messages=node.stats.messages,
+                       points=node.stats.points)
+        return out
+
+    @app.get("/series", dependencies=guarded)
+    def list_series(site: str | None = None, zone: str | None = None, quantity: str | None = None) -> list[dict[str, Any]]:
+        return [series_json(s) for s in store.series(site=site, zone=zone, quantity=quantity)]
+
+    def one(series_id: int) -> SeriesInfo:
+        s = store.series_by_id(series_id)
+        if s is None:
+            raise HTTPException(404, f"series {series_id} does not exist")
+        return s
+
+    @app.get("/series/{series_id}/points", dependencies=guarded)
+    def points(series_id: int, start: str | None = Query(None, description="ISO 8601 or epoch"),
+               end: str | None = Query(None, description="ISO 8601 or epoch (exclusive)"),
+               every: int | None = Query(None, ge=1, description="bucket seconds (mean per bucket)")) -> dict[str, Any]:
+        s = one(series_id)
+        df = store.query(series_id, _ns_param(start, "start"), _ns_param(end, "end"),
+                         every * 1_000_000_000 if every else None)
+        ts = df["ts"].to_numpy(np.int64)
+        body: dict[str, Any] = {"series": series_json(s), "every": every,
+                                "ts": [iso(int(t)) for t in ts], "value": df["value"].round(6).tolist()}
+        if every:
+            body.update(min=df["min"].tolist(), max=df["max"].tolist(), count=df["count"].tolist())
+        return body
+
+    @app.get("/series/{series_id}/forecast", dependencies=guarded)
+    def forecast(series_id: int) -> dict[str, Any]:
+        s = one(series_id)
+        got = store.latest_forecast(series_id)
+        if got is None:
+            raise HTTPException(404, f"series {series_id} has no forecast yet")
+        meta, pts = got
+        out = {"series": series_json(s), "model": meta["model"], "made_at": iso(meta["made_ns"]),
+               "backtest_mae": meta["backtest_mae"], "backtest_mase": meta["backtest_mase"],
+               "runner_up": meta["runner_up"], "runner_up_mase": meta["runner_up_mase"],
+               "fallback_reason": meta["fallback_reason"], "step_s": meta["step_ns"] // 1_000_000_000,
+               "ts": [iso(int(t)) for t in pts["ts"].to_numpy(np.int64)]}
+        for c in ("mean", "lo80", "hi80", "lo95", "hi95"):
+            out[c] = [None if v != v else round(float(v), 6) for v in pts[c]]
+        return out
+
+    @app.get("/deadletters", dependencies=guarded)
+    def deadletters(reason: str | None = None, limit: int = Query(100, ge=1, le=10000)) -> dict[str, Any]:
+        rows = store.deadletters(reason=reason, limit=limit)
+        for r in rows:
+            raw: bytes = r.pop("payload")
+            r["received"] = iso(r["received_ns"])
+            r["payload_hex"] = raw.hex()
+            r["payload_text"] = raw.decode("utf-8", "replace")
+        return {"counts": store.deadletter_counts(), "items": rows}
+
+    @app.get("/outcomes", dependencies=guarded)
+    def outcomes() -> dict[str, Any]:
+        return {"outcomes": store.outcome_counts(), "detail": store.outcome_detail()}
+
+    @app.get("/devices", dependencies=guarded)
+    def devices() -> list[dict[str, Any]]:
+        return [d.__dict__ if hasattr(d, "__dict__") else dict(zip(d.__slots__, d)) for d in store.devices()]
+
+    @app.post("/ingest/batch", dependencies=guarded)
+    async def ingest_batch(request: Request) -> dict[str, Any]:
+        """A columnar batch as an Arrow IPC stream (what `greennanny import` sends)."""
+        body = await request.body()
+        try:
+            table = pa.ipc.open_stream(body).read_all()
+        except pa.ArrowInvalid as exc:
+            raise HTTPException(400, f"body is not an Arrow IPC stream: {exc}") from None
+        batch = batch_from_arrow(table)
+        res = store.write(batch)
+        return {"written": res.written, "replaced": res.replaced}
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def dashboard(request: Request, token_q: str | None = Query(None, alias="token")) -> Response:
+        if token_q and token and hmac.compare_digest(token_q, token):
+            resp = HTMLResponse((WEB / "templates" / "dashboard.html").read_text())
+            resp.set_cookie("gn_token", token_q, httponly=True, samesite="strict")
+            return resp
+        auth(request)
+        return HTMLResponse((WEB / "templates" / "dashboard.html").read_text())
+
+    @app.get("/static/plotly.min.js", include_in_schema=False)
+    def plotly_js() -> FileResponse:
+        import plotly
+
+        return FileResponse(Path(plotly.__file__).parent / "package_data" / "plotly.min.js",
+                            media_type="application/javascript")
+
+    @app.get("/static/{name}", include_in_schema=False)
+    def static(name: str) -> Response:
+        p = (WEB / "static" / name).resolve()
+        if p.parent != (WEB / "static").resolve() or not p.is_file():
+            raise HTTPException(404, f"no static file {name!r}")
+        return FileResponse(p)
+
+    _ = JSONResponse
+    return app

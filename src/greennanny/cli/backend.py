@@ -1,0 +1,88 @@
+"""How a CLI command reaches the store: through the running node's API, or the file itself.
+
+One owner of the store: when a node answers at the configured URL, every command goes through
+its API (with the token). Only when none answers does the CLI open the DuckDB file, and then it
+serves the very same API in-process (FastAPI's TestClient), so both ways print identical JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+
+from greennanny.api.batch_codec import batch_to_ipc
+from greennanny.config import Config
+from greennanny.errors import GreennannyError, NodeNotRunning, StoreUnavailable
+from greennanny.model import Batch
+
+
+class ApiError(GreennannyError):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{message} (HTTP {status}, {code})")
+        self.status = status
+        self.code = code
+
+
+class Backend:
+    def __init__(self, client: httpx.Client, via: str) -> None:
+        self.client = client
+        self.via = via  # "api" or "file"
+
+    def get(self, path: str, **params: Any) -> Any:
+        r = self.client.get(path, params={k: v for k, v in params.items() if v is not None})
+        return self._json(r)
+
+    def write_batch(self, batch: Batch) -> dict[str, Any]:
+        r = self.client.post("/ingest/batch", content=batch_to_ipc(batch),
+                             headers={"content-type": "application/vnd.apache.arrow.stream"})
+        return self._json(r)
+
+    @staticmethod
+    def _json(r: httpx.Response) -> Any:
+        if r.status_code >= 400:
+            try:
+                err = r.json()["error"]
+                raise ApiError(r.status_code, err["code"], err["message"])
+            except (ValueError, KeyError, TypeError):
+                raise ApiError(r.status_code, "http_error", r.text[:200]) from None
+        return r.json()
+
+
+def node_running(cfg: Config, timeout: float = 1.0) -> bool:
+    try:
+        r = httpx.get(cfg.api_url + "/health", timeout=timeout)
+        return r.status_code == 200 and r.json().get("status") == "ok"
+    except (httpx.HTTPError, ValueError):
+        return False
+
+
+@contextmanager
+def open_backend(cfg: Config, *, prefer: str = "auto") -> Iterator[Backend]:
+    """`prefer`: auto (API when a node runs), api (fail without a node), file (never the API)."""
+    if prefer in ("auto", "api") and node_running(cfg):
+        token = cfg.api_token()
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        with httpx.Client(base_url=cfg.api_url, headers=headers, timeout=120) as c:
+            yield Backend(c, "api")
+        return
+    if prefer == "api":
+        raise NodeNotRunning(f"no greennanny node answers at {cfg.api_url}")
+    from fastapi.testclient import TestClient
+
+    from greennanny.api.app import create_app
+    from greennanny.store.duckdb import DuckDBStore
+
+    try:
+        store = DuckDBStore(cfg.store_path)
+    except StoreUnavailable as exc:
+        raise StoreUnavailable(f"{exc}\nIs a node running with this data directory but its API at "
+                               f"{cfg.api_url} unreachable?") from None
+    local = cfg.model_copy(update={"api": cfg.api.model_copy(update={"host": "127.0.0.1"})})
+    try:
+        with TestClient(create_app(local, store), base_url="http://local") as c:
+            yield Backend(c, "file")
+    finally:
+        store.close()

@@ -1,0 +1,55 @@
+"""Shared CLI plumbing: config loading, JSON printing, error translation to exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from greennanny.config import Config, config_from_dict, load_config
+from greennanny.errors import ConfigError, GreennannyError
+
+console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="Config file (default: $GREENNANNY_CONFIG or ./greennanny.toml).")
+
+
+def resolve_config(path: Path | None) -> Config:
+    """The named file, else $GREENNANNY_CONFIG, else ./greennanny.toml, else built-in defaults."""
+    if path is not None:
+        return load_config(path)
+    env = os.environ.get("GREENNANNY_CONFIG")
+    if env:
+        return load_config(env)
+    if Path("greennanny.toml").exists():
+        return load_config("greennanny.toml")
+    return config_from_dict({}, base_dir=Path.cwd())
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def friendly(fn: F) -> F:
+    """Our errors become one red line and exit code 2 (config) or 1 (anything else), no traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ConfigError as exc:
+            console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+            raise typer.Exit(2) from None
+        except GreennannyError as exc:
+            console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]

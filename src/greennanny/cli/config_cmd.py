@@ -1,0 +1,39 @@
+"""`greennanny config init|check`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from greennanny.cli.common import console, friendly
+from greennanny.config import load_config, sample_config, write_token
+from greennanny.errors import ConfigError
+
+app = typer.Typer(help="Write and check the config file.", no_args_is_help=True)
+
+
+@app.command("init")
+@friendly
+def init(path: Path = typer.Argument(Path("greennanny.toml"), help="Where to write the config."),
+         force: bool = typer.Option(False, help="Overwrite an existing file."),
+         data_dir: str = typer.Option("./data", help="Data directory written into the config.")) -> None:
+    """Write a commented sample config and a new API token file (mode 0600)."""
+    if path.exists() and not force:
+        raise ConfigError(f"{path} exists; use --force to overwrite")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(sample_config(data_dir))
+    token = path.parent / "api_token"
+    if not token.exists() or force:
+        write_token(token)
+    load_config(path)  # the sample must validate
+    console.print(f"wrote {path} and {token} (mode 0600)")
+
+
+@app.command("check")
+@friendly
+def check(path: Path = typer.Argument(Path("greennanny.toml"), help="Config file to validate.")) -> None:
+    """Validate a config file; errors name the dotted key and the value."""
+    cfg = load_config(path)
+    console.print(f"{path}: ok ({len(cfg.devices)} devices, {len(cfg.mqtt.subscriptions)} subscriptions, "
+                  f"store {cfg.store_path})")

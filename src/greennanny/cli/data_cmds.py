@@ -1,0 +1,212 @@
+"""`greennanny import`, `replay`, `decode`, `deadletters`: data in, data checked, data kept."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from greennanny.cli.backend import open_backend
+from greennanny.cli.common import ConfigOpt, console, friendly, print_json, resolve_config
+from greennanny.errors import ConfigError, DecodeError
+from greennanny.model import QUANTITIES, Batch
+
+
+def progress_bar() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    console=console, transient=False)
+
+
+def build_spec(file: Path, preset: str | None, time_col: str | None, tz: str | None, zone_col: str | None,
+               zone: str | None, site: str | None, maps: list[str]) -> Any:
+    from greennanny.ingest.csv_import import PRESETS, ColumnMap, CsvImportSpec
+
+    if preset:
+        if preset not in PRESETS:
+            raise ConfigError(f"--preset {preset!r} unknown; known: {', '.join(sorted(PRESETS))}")
+        spec = PRESETS[preset]
+        return spec if not site else CsvImportSpec(**{**spec.__dict__, "site": site})
+    if not time_col or not tz or not maps:
+        raise ConfigError("without --preset, give --time-col, --tz and at least one --map COLUMN=QUANTITY[:UNIT]")
+    cols = []
+    for m in maps:
+        if "=" not in m:
+            raise ConfigError(f"--map {m!r} must be COLUMN=QUANTITY[:UNIT]")
+        col, rhs = m.rsplit("=", 1)
+        q, _, unit = rhs.partition(":")
+        cols.append(ColumnMap(col, q, unit or None))
+    return CsvImportSpec(time_col=time_col, tz=tz, columns=cols, site=site or "greenhouse", zone_col=zone_col,
+                         zone=zone or (None if zone_col else "default"))
+
+
+def import_cmd(file: Path = typer.Argument(..., exists=True, dir_okay=False, help="Climate-computer CSV export (.csv or .csv.gz)."),
+               preset: str = typer.Option(None, help="Known layout: agc2018, osu2024."),
+               time_col: str = typer.Option(None, help="Column with local wall-clock time."),
+               tz: str = typer.Option(None, help="IANA time zone of that clock, e.g. Europe/Amsterdam."),
+               zone_col: str = typer.Option(None, help="Column naming the zone/compartment of each row."),
+               zone: str = typer.Option(None, help="Zone when there is no zone column."),
+               site: str = typer.Option(None, help="Site name."),
+               map_: list[str] = typer.Option([], "--map", help="COLUMN=QUANTITY[:UNIT], repeatable; UNIT degF is converted."),
+               as_json: bool = typer.Option(False, "--json", help="Print the import summary as JSON."),
+               config: Path = ConfigOpt, via: str = typer.Option("auto", "--via")) -> None:
+    """Import a climate CSV: time zone, DST fall-back by row order, unit conversion, missing markers."""
+    friendly(_import)(file, build_spec(file, preset, time_col, tz, zone_col, zone, site, map_), as_json, config, via)
+
+
+def _import(file: Path, spec: Any, as_json: bool, config: Path | None, via: str) -> None:
+    from greennanny.ingest.csv_import import read_climate_csv
+
+    batch, stats = read_climate_csv(file, spec)
+    written = replaced = 0
+    with open_backend(resolve_config(config), prefer=via) as b, progress_bar() as bar:
+        task = bar.add_task(f"import via {b.via}", total=len(batch))
+        for chunk in chunks(batch, 100_000):
+            res = b.write_batch(chunk)
+            written += res["written"]
+            replaced += res["replaced"]
+            bar.advance(task, len(chunk))
+    summary = {"file": str(file), "rows": stats.rows, "points_stored": written, "replaced": replaced,
+               "cells_missing": stats.cells_missing, "duplicate_instants": stats.duplicate_instants,
+               "ambiguous_resolved": stats.ambiguous_resolved, "flagged": stats.flagged, "via": b.via,
+               "series": len(batch.keys)}
+    if as_json:
+        print_json(summary)
+    else:
+        console.print(summary)
+
+
+def chunks(batch: Batch, size: int) -> list[Batch]:
+    out = []
+    for lo in range(0, len(batch), size):
+        sl = slice(lo, lo + size)
+        reasons = {r - lo: t for r, t in batch.reasons.items() if lo <= r < lo + size}
+        out.append(Batch(batch.keys, batch.key_index[sl], batch.ts_ns[sl], batch.value[sl], batch.quality[sl], reasons))
+    return out
+
+
+@friendly
+def replay_cmd(file: Path = typer.Argument(..., exists=True, dir_okay=False, help="ChirpStack event archive or climate CSV."),
+               broker: str = typer.Option(None, help="Broker URL (default: mqtt.url of the config)."),
+               speed: str = typer.Option("max", help="Speed-up: 1 = real time, 60 = a minute per second, max = as fast as possible."),
+               preset: str = typer.Option(None, help="CSV layout for a climate CSV (agc2018, osu2024)."),
+               limit: int = typer.Option(0, help="Publish only the first N messages (0 = all)."),
+               config: Path = ConfigOpt) -> None:
+    """Publish recorded traffic onto MQTT at QoS 1 with a progress bar."""
+    from greennanny.ingest import replay
+
+    cfg = resolve_config(config)
+    url = broker or cfg.mqtt.url
+    if replay.is_chirpstack_archive(file):
+        msgs = replay.chirpstack_archive_messages(file)
+    else:
+        from greennanny.ingest.csv_import import read_climate_csv
+
+        spec = build_spec(file, preset, None, None, None, None, None, [])
+        msgs = replay.batch_messages(read_climate_csv(file, spec)[0])
+    if limit:
+        msgs = msgs[:limit]
+    s = None if speed == "max" else float(speed)
+    with progress_bar() as bar:
+        task = bar.add_task(f"publish to {url}", total=len(msgs))
+        acked = replay.publish(url, msgs, speed=s, progress=lambda n: bar.advance(task, n))
+    console.print(f"published {len(msgs)} messages, {acked} acknowledged by the broker")
+
+
+@friendly
+def decode_cmd(payload: str = typer.Argument(None, help="Hex or base64 payload (for --codec); omit to read a message from stdin."),
+               codec: str = typer.Option(None, help="Payload codec, e.g. milesight."),
+               model: str = typer.Option(None, help="Device model for the codec, e.g. AM307."),
+               fmt: str = typer.Option(None, "--format", help="Envelope of a message read from stdin: chirpstack-v4, json."),
+               topic: str = typer.Option(None, help="Topic for --format (default: a plausible one).")) -> None:
+    """Decode one payload offline and print {"object", "points"} as JSON."""
+    from greennanny.runtime.node import codecs
+
+    if codec:
+        if payload is None:
+            raise ConfigError("give the payload as hex or base64")
+        data = _bytes(payload)
+        dec = codecs().get(codec)
+        if dec is None:
+            raise ConfigError(f"--codec {codec!r} unknown; known: {', '.join(codecs())}")
+        out = dec.decode(data, model=model)
+        print_json({"object": out.object, "points": [_reading(r) for r in out.readings], "unmapped": out.unmapped})
+        return
+    if fmt:
+        print_json(_decode_envelope(fmt, sys.stdin.buffer.read(), topic))
+        return
+    raise ConfigError("give --codec (with a payload) or --format (message on stdin)")
+
+
+def _decode_envelope(fmt: str, raw: bytes, topic: str | None) -> dict[str, Any]:
+    from greennanny.ingest.chirpstack import ChirpstackV4, parse_json
+    from greennanny.ingest.json_topic import JsonTopic
+    from greennanny.model import Uplink
+    from greennanny.runtime.node import codecs
+    from greennanny.store.base import DeviceRecord
+
+    if fmt == "chirpstack-v4":
+        body = parse_json(raw)
+        eui = str(body.get("deviceInfo", {}).get("devEui", "0000000000000000")).lower()
+        app_id = body.get("deviceInfo", {}).get("applicationId", "app")
+        t = topic or f"application/{app_id}/device/{eui}/event/up"
+        from greennanny.ingest.field_maps import PROFILE_FIELD_MAPS
+
+        prof = body.get("deviceInfo", {}).get("deviceProfileName", "")
+        dev = DeviceRecord(eui, "", "", PROFILE_FIELD_MAPS.get(prof, ""), "site", "zone", "", "decode")
+        if not dev.field_map:
+            raise ConfigError(f"no field map for device profile {prof!r}; known: {sorted(PROFILE_FIELD_MAPS)}")
+        h = ChirpstackV4(lambda e: dev, codecs(), "site").handle(Uplink(t, raw, 0))
+    elif fmt == "json":
+        h = JsonTopic().handle(Uplink(topic or "greennanny/site/zone/device", raw, 0))
+    else:
+        raise ConfigError(f"--format {fmt!r} unknown; known: chirpstack-v4, json")
+    return {"outcome": h.outcome.value, "kind": h.kind, "device": h.device,
+            "points": [_reading(r, h.ts_ns) for r in h.readings], "unmapped": h.unmapped, "detail": h.detail}
+
+
+def _bytes(text: str) -> bytes:
+    t = text.strip().replace(" ", "")
+    try:
+        return bytes.fromhex(t)
+    except ValueError:
+        pass
+    try:
+        return base64.b64decode(t, validate=True)
+    except (binascii.Error, ValueError):
+        raise DecodeError(f"payload {text[:40]!r} is neither hex nor base64", field="payload") from None
+
+
+def _reading(r: Any, default_ts: int | None = None) -> dict[str, Any]:
+    from greennanny.api.app import iso
+
+    ts = r.ts_ns if r.ts_ns is not None else default_ts
+    value = None if not np.isfinite(r.value) else r.value
+    return {"quantity": r.quantity, "value": value, "unit": QUANTITIES[r.quantity].unit,
+            "ts": iso(ts) if ts else None, "quality": r.quality.name.lower(), "reason": r.reason,
+            **({"channel": r.channel} if r.channel else {})}
+
+
+deadletters_app = typer.Typer(help="Messages that could not be decoded, kept with their reason.", no_args_is_help=True)
+
+
+@deadletters_app.command("list")
+@friendly
+def deadletters_list(reason: str = typer.Option(None), limit: int = typer.Option(20),
+                     as_json: bool = typer.Option(False, "--json"), config: Path = ConfigOpt,
+                     via: str = typer.Option("auto", "--via")) -> None:
+    """Dead letters grouped by reason, newest first, with topic, raw bytes and reason."""
+    with open_backend(resolve_config(config), prefer=via) as b:
+        body = b.get("/deadletters", reason=reason, limit=limit)
+    if as_json:
+        print_json(body)
+        return
+    console.print("by reason: " + json.dumps(body["counts"]))
+    for r in body["items"]:
+        console.print(f"{r['received']}  {r['reason']:<16} {r['topic']}\n    {r['detail']}\n    raw: {r['payload_text'][:160]}")

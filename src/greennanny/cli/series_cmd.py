@@ -1,0 +1,64 @@
+"""`greennanny series list|points|forecast`: the API's /series routes on the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from greennanny.cli.backend import open_backend
+from greennanny.cli.common import ConfigOpt, console, friendly, print_json, resolve_config
+
+app = typer.Typer(help="List series, read points and forecasts.", no_args_is_help=True)
+ViaOpt = typer.Option("auto", "--via", help="auto: the node's API if one runs, else the file; api; file.")
+
+
+@app.command("list")
+@friendly
+def list_(site: str = typer.Option(None), zone: str = typer.Option(None), quantity: str = typer.Option(None),
+          as_json: bool = typer.Option(False, "--json"), config: Path = ConfigOpt, via: str = ViaOpt) -> None:
+    """Series with their latest value and unit."""
+    with open_backend(resolve_config(config), prefer=via) as b:
+        rows: list[dict[str, Any]] = b.get("/series", site=site, zone=zone, quantity=quantity)
+    if as_json:
+        print_json(rows)
+        return
+    t = Table("id", "site", "zone", "device", "quantity", "last", "value", "unit", "points")
+    for r in rows:
+        t.add_row(str(r["id"]), r["site"], r["zone"], r["device"], r["quantity"], r["last"] or "",
+                  "" if r["last_value"] is None else f"{r['last_value']:g}", r["unit"], str(r["points"]))
+    console.print(t)
+
+
+@app.command("points")
+@friendly
+def points(series_id: int, start: str = typer.Option(None, help="ISO 8601 or epoch"),
+           end: str = typer.Option(None, help="ISO 8601 or epoch (exclusive)"),
+           every: int = typer.Option(None, help="bucket seconds"), as_json: bool = typer.Option(False, "--json"),
+           config: Path = ConfigOpt, via: str = ViaOpt) -> None:
+    """Points of one series in a time range, optionally averaged per bucket."""
+    with open_backend(resolve_config(config), prefer=via) as b:
+        body = b.get(f"/series/{series_id}/points", start=start, end=end, every=every)
+    if as_json:
+        print_json(body)
+        return
+    for ts, v in zip(body["ts"], body["value"]):
+        print(f"{ts}\t{v}")
+
+
+@app.command("forecast")
+@friendly
+def forecast(series_id: int, as_json: bool = typer.Option(False, "--json"), config: Path = ConfigOpt,
+             via: str = ViaOpt) -> None:
+    """The latest forecast of a series: model, backtest error, mean and intervals."""
+    with open_backend(resolve_config(config), prefer=via) as b:
+        body = b.get(f"/series/{series_id}/forecast")
+    if as_json:
+        print_json(body)
+        return
+    console.print(f"model {body['model']} (backtest MASE {body['backtest_mase']}, runner-up {body['runner_up']}), "
+                  f"made {body['made_at']}")
+    for ts, m, lo, hi in zip(body["ts"], body["mean"], body["lo80"], body["hi80"]):
+        print(f"{ts}\t{m}\t[{lo}, {hi}]")

@@ -1,0 +1,1 @@
+"""Payload decoders: bytes (or a decoded JSON object) -> readings. One module per family."""

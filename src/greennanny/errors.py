@@ -1,0 +1,88 @@
+"""The one exception tree, grouped by what the caller does about it.
+
+    GreennannyError
+    ├── ConfigError          fix the config file or the command line; message names the dotted key
+    ├── InputError           the data is bad: keep it as a dead letter, go on
+    │   ├── DecodeError      payload bytes/JSON could not be turned into points (names field/offset)
+    │   └── UnknownDevice    a device that is not in the registry (reason `unknown_device`)
+    ├── StoreError           the store could not do it
+    │   ├── StoreUnavailable retry later (locked, disk full, server down)
+    │   ├── SchemaVersionError  refuse to open: file from another schema version
+    │   └── NotSupported     the backend lacks this capability
+    ├── BrokerError          MQTT connection/subscription problems (paho errors translated here)
+    └── NodeNotRunning       the CLI asked a node's API that is not there
+
+Third-party errors (paho, duckdb, httpx) are caught only in the adapter that calls them and
+re-raised as one of these with `from exc`.
+"""
+
+from __future__ import annotations
+
+
+class GreennannyError(Exception):
+    """Base of every error greennanny raises on purpose."""
+
+
+class ConfigError(GreennannyError):
+    """The configuration (file or command line) is invalid; the message names the key path."""
+
+
+class InputError(GreennannyError):
+    """A message or file row that cannot be used; `reason` is a short machine-readable code."""
+
+    reason: str = "invalid_input"
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
+
+
+class DecodeError(InputError):
+    """Bytes or JSON that a decoder could not turn into points.
+
+    `field` names what was wrong and `offset` the byte position in a binary payload, so the dead
+    letter tells an operator where to look.
+    """
+
+    reason = "decode_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        offset: int | None = None,
+        reason: str | None = None,
+    ) -> None:
+        super().__init__(message, reason=reason)
+        self.field = field
+        self.offset = offset
+
+
+class UnknownDevice(InputError):
+    reason = "unknown_device"
+
+
+class StoreError(GreennannyError):
+    """The store could not complete an operation."""
+
+
+class StoreUnavailable(StoreError):
+    """Temporary: retry later (file locked by another process, disk full, server down)."""
+
+
+class SchemaVersionError(StoreError):
+    """The store file was written by another schema version; refused rather than damaged."""
+
+
+class NotSupported(StoreError):
+    """The backend does not have this capability."""
+
+
+class BrokerError(GreennannyError):
+    """MQTT connection or subscription failure."""
+
+
+class NodeNotRunning(GreennannyError):
+    """No node answers at the configured API URL."""

@@ -1,0 +1,51 @@
+"""Once-only delivery: MQTT QoS 1 and LoRaWAN gateways deliver at least once; we store once.
+
+Two keys per message: the exact key (ChirpStack's deduplicationId, or a hash of topic+payload),
+remembered for `retain_s`; and the window key (devEUI + fCnt + payload) that only counts within
+`window_s` of the message's own time, because frame counters reset and repeat legitimately.
+At start the runtime seeds the exact keys from the store's ledger, so a message committed just
+before a crash and redelivered after it is recognised.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+
+class Deduper:
+    def __init__(self, window_s: int, retain_s: int = 48 * 3600) -> None:
+        self.window_ns = window_s * 1_000_000_000
+        self.retain_ns = retain_s * 1_000_000_000
+        self._exact: OrderedDict[str, int] = OrderedDict()
+        self._window: dict[str, int] = {}
+
+    def seed(self, keys: list[tuple[str, int]]) -> None:
+        for k, t in keys:
+            self._exact[k] = t
+
+    def is_duplicate(self, exact: str, window: str, ts_ns: int, received_ns: int) -> bool:
+        """True when seen; otherwise remembers the message and returns False."""
+        if exact and exact in self._exact:
+            return True
+        if window and self.window_ns:
+            prev = self._window.get(window)
+            if prev is not None and abs(ts_ns - prev) <= self.window_ns:
+                return True
+        if exact:
+            self._exact[exact] = received_ns
+        if window:
+            self._window[window] = ts_ns
+        self._expire(received_ns)
+        return False
+
+    def _expire(self, now_ns: int) -> None:
+        cutoff = now_ns - self.retain_ns
+        while self._exact:
+            k, t = next(iter(self._exact.items()))
+            if t >= cutoff:
+                break
+            self._exact.popitem(last=False)
+        if len(self._window) > 200_000:
+            # Window keys matter only for minutes; drop the oldest half when the table grows.
+            for k in sorted(self._window, key=self._window.__getitem__)[: len(self._window) // 2]:
+                del self._window[k]

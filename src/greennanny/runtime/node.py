@@ -1,0 +1,168 @@
+"""The edge node: wires config to plugins, owns the store, runs ingest, forecasts and the API.
+
+Threads: paho's network thread fills the inbox; the ingest thread takes batches from it, runs
+the pure pipeline, commits to the store and then acks in receive order; the forecast thread
+refreshes forecasts on its cadence; uvicorn serves the API. Only this process opens the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from greennanny.config import Config
+from greennanny.decoders.base import Decoder
+from greennanny.errors import StoreUnavailable
+from greennanny.ingest.chirpstack import ChirpstackV4
+from greennanny.ingest.json_topic import JsonTopic
+from greennanny.ingest.mqtt import MqttInput
+from greennanny.model import Uplink
+from greennanny.runtime.clock import Clock, SystemClock
+from greennanny.runtime.dedupe import Deduper
+from greennanny.runtime.pipeline import IngestPipeline, Route
+from greennanny.store.base import DeviceRecord
+from greennanny.store.duckdb import DuckDBStore
+
+log = logging.getLogger("greennanny.node")
+
+
+def codecs() -> dict[str, Decoder]:
+    from greennanny.decoders.milesight import MilesightDecoder
+
+    return {"milesight": MilesightDecoder()}
+
+
+def apply_config_devices(store: DuckDBStore, cfg: Config) -> int:
+    """The config's [devices] win over the registry; each overridden record is logged."""
+    n = 0
+    for eui, d in cfg.devices.items():
+        rec = DeviceRecord(eui, d.codec, d.model, d.field_map, d.site or cfg.node.site, d.zone, d.name, "config")
+        prev = store.upsert_device(rec)
+        if prev is not None:
+            log.warning("device %s: config overrides the registry record %s", eui, prev)
+        n += 1
+    return n
+
+
+def build_pipeline(cfg: Config, store: DuckDBStore, clock: Clock) -> IngestPipeline:
+    cache: dict[str, DeviceRecord | None] = {}
+
+    def lookup(eui: str) -> DeviceRecord | None:
+        if eui not in cache or cache[eui] is None:
+            cache[eui] = store.device(eui)
+        return cache[eui]
+
+    handlers = {"chirpstack_v4": ChirpstackV4(lookup, codecs(), cfg.node.site), "json": JsonTopic()}
+    routes = [Route(s.topic, handlers[s.format]) for s in cfg.mqtt.subscriptions]
+    dedupe = Deduper(cfg.pipeline.dedup_window_s)
+    dedupe.seed(store.recent_dedup_keys(clock.now_ns() - dedupe.retain_ns))
+    return IngestPipeline(routes, dedupe, clock, live=cfg.pipeline.mode == "live")
+
+
+@dataclass
+class NodeStats:
+    messages: int = 0
+    batches: int = 0
+    points: int = 0
+    replaced: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    last_commit_ns: int = 0
+
+
+class Node:
+    def __init__(self, cfg: Config, *, clock: Clock | None = None, client_id: str | None = None) -> None:
+        self.cfg = cfg
+        self.clock = clock or SystemClock()
+        self.store = DuckDBStore(cfg.store_path)
+        apply_config_devices(self.store, cfg)
+        self.pipeline = build_pipeline(cfg, self.store, self.clock)
+        self.inbox: queue.Queue[Uplink] = queue.Queue()
+        self.mqtt = MqttInput(cfg.mqtt, self.inbox, self.clock, password=cfg.mqtt_password(),
+                              client_id=client_id)
+        self.stats = NodeStats()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.forecaster: object | None = None
+
+    def start(self, *, mqtt: bool = True, forecasts: bool = True) -> None:
+        if mqtt:
+            self.mqtt.start()
+            t = threading.Thread(target=self._ingest_loop, name="ingest", daemon=True)
+            t.start()
+            self._threads.append(t)
+        if forecasts and self.cfg.forecast.enabled:
+            from greennanny.forecast.service import ForecastService
+
+            svc = ForecastService(self.store, self.cfg.forecast, self.clock)
+            self.forecaster = svc
+            t = threading.Thread(target=svc.loop, args=(self._stop,), name="forecast", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def _ingest_loop(self) -> None:
+        max_n = self.cfg.pipeline.batch_max_messages
+        max_wait = self.cfg.pipeline.batch_max_wait_ms / 1000
+        while not self._stop.is_set():
+            try:
+                first = self.inbox.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            batch = [first]
+            deadline = time.monotonic() + max_wait
+            while len(batch) < max_n:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    batch.append(self.inbox.get(timeout=left))
+                except queue.Empty:
+                    break
+            self._commit(batch)
+
+    def _commit(self, batch: list[Uplink]) -> None:
+        commit = self.pipeline.process(batch)
+        while True:
+            try:
+                res = self.store.commit_ingest(commit)
+                break
+            except StoreUnavailable as exc:
+                # Nothing is acked, so nothing is lost: retry until the store is back.
+                log.error("store commit failed, retrying in 2 s: %s", exc)
+                if self._stop.wait(2):
+                    return
+        for up in batch:  # receive order
+            self.mqtt.ack(up)
+        s = self.stats
+        s.messages += len(batch)
+        s.batches += 1
+        s.points += res.written
+        s.replaced += res.replaced
+        s.outcomes.update(e.outcome for e in commit.ledger)
+        s.last_commit_ns = self.clock.now_ns()
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until the inbox is empty and the last batch committed (for demo and tests)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.inbox.empty():
+                before = self.stats.messages
+                time.sleep(self.cfg.pipeline.batch_max_wait_ms / 1000 + 0.3)
+                if self.inbox.empty() and self.stats.messages == before:
+                    return True
+            else:
+                time.sleep(0.1)
+        return False
+
+    def stop(self) -> None:
+        self._stop.set()
+        try:
+            self.mqtt.stop()
+        except Exception:  # noqa: BLE001 - stopping must not fail
+            pass
+        for t in self._threads:
+            t.join(timeout=10)
+        self.store.close()

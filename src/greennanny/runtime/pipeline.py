@@ -1,0 +1,119 @@
+"""One batch of raw messages -> one `IngestCommit` (points, dead letters, ledger).
+
+Pure and synchronous: the caller owns I/O (MQTT, the store) and the clock. Every message gets
+exactly one outcome from `model.Outcome`; whatever a handler or decoder raises becomes a dead
+letter with its reason and the raw bytes, so no payload can stop ingest.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from greennanny.errors import DecodeError, InputError
+from greennanny.ingest.envelope import Handled, topic_matches
+from greennanny.model import BatchBuilder, Outcome, Quality, SeriesKey, Uplink
+from greennanny.runtime.clock import Clock
+from greennanny.runtime.dedupe import Deduper
+from greennanny.store.base import DeadLetter, IngestCommit, LedgerEntry
+
+log = logging.getLogger("greennanny.pipeline")
+
+Y2000_NS = 946_684_800 * 1_000_000_000
+FUTURE_TOLERANCE_NS = 5 * 60 * 1_000_000_000
+
+
+@dataclass
+class Route:
+    topic_filter: str
+    handler: object  # has .handle(Uplink) -> Handled
+
+
+class IngestPipeline:
+    def __init__(self, routes: Sequence[Route], deduper: Deduper, clock: Clock, *, live: bool = True) -> None:
+        self.routes = list(routes)
+        self.deduper = deduper
+        self.clock = clock
+        self.live = live
+        self.unmapped: Counter[str] = Counter()
+
+    def _route(self, topic: str) -> object | None:
+        for r in self.routes:
+            if topic_matches(r.topic_filter, topic):
+                return r.handler
+        return None
+
+    def process(self, uplinks: Sequence[Uplink]) -> IngestCommit:
+        out = IngestCommit(batch=None)  # type: ignore[arg-type]
+        builder = BatchBuilder()
+        now = self.clock.now_ns()
+        for up in uplinks:
+            try:
+                handler = self._route(up.topic)
+                if handler is None:
+                    raise InputError(f"no subscription format matches topic {up.topic!r}", reason="unknown_topic")
+                h: Handled = handler.handle(up)  # type: ignore[attr-defined]
+            except InputError as exc:
+                self._dead(out, up, exc.reason, _describe(exc))
+                continue
+            except Exception as exc:  # noqa: BLE001 - a decoder bug must not stop ingest
+                log.exception("handler failed on topic %s", up.topic)
+                self._dead(out, up, "internal_error", f"{type(exc).__name__}: {exc}")
+                continue
+            for k in h.unmapped:
+                self.unmapped[f"{h.kind}:{k}"] += 1
+            if h.outcome == Outcome.NON_UPLINK:
+                dup = self.deduper.is_duplicate(h.dedup_key, "", h.ts_ns, up.received_ns)
+                outcome = Outcome.DUPLICATE if dup else Outcome.NON_UPLINK
+                out.ledger.append(LedgerEntry(up.received_ns, up.topic, outcome.value, h.kind, h.dedup_key))
+                continue
+            if self.deduper.is_duplicate(h.dedup_key, h.window_key, h.ts_ns, up.received_ns):
+                out.ledger.append(LedgerEntry(up.received_ns, up.topic, Outcome.DUPLICATE.value, h.kind, ""))
+                continue
+            bad_time = self._time_problem(h, now)
+            if bad_time:
+                out.deadletters.append(DeadLetter(up.received_ns, up.topic, up.payload, "quarantined", bad_time,
+                                                  "quarantine"))
+                out.ledger.append(LedgerEntry(up.received_ns, up.topic, Outcome.QUARANTINED.value, h.kind,
+                                              h.dedup_key))
+                continue
+            n = 0
+            for r in h.readings:
+                ts = h.ts_ns if r.ts_ns is None else r.ts_ns
+                q = h.device + (f"-{r.channel}" if r.channel else "")
+                builder.add(SeriesKey(h.site, h.zone, q, r.quantity), ts, r.value, int(r.quality), r.reason)
+                n += 1
+            out.ledger.append(LedgerEntry(up.received_ns, up.topic, h.outcome.value, h.kind, h.dedup_key, n))
+        out.batch = builder.build()
+        return out
+
+    def _time_problem(self, h: Handled, now: int) -> str | None:
+        stamps = [h.ts_ns] + [r.ts_ns for r in h.readings if r.ts_ns is not None]
+        for t in stamps:
+            if t < Y2000_NS:
+                return f"timestamp {t} ns is before 2000-01-01 (device clock not set?)"
+            if self.live and t > now + FUTURE_TOLERANCE_NS:
+                return f"timestamp {t} ns is {(t - now) / 1e9:.0f} s ahead of the node clock"
+        return None
+
+    @staticmethod
+    def _dead(out: IngestCommit, up: Uplink, reason: str, detail: str) -> None:
+        out.deadletters.append(DeadLetter(up.received_ns, up.topic, up.payload, reason, detail))
+        out.ledger.append(LedgerEntry(up.received_ns, up.topic, Outcome.DEAD_LETTER.value, reason, ""))
+
+
+def _describe(exc: InputError) -> str:
+    msg = str(exc)
+    if isinstance(exc, DecodeError):
+        if exc.field and exc.field not in msg:
+            msg = f"{exc.field}: {msg}"
+        if exc.offset is not None and "offset" not in msg:
+            msg += f" (byte offset {exc.offset})"
+    return msg
+
+
+def quality_counts(commit: IngestCommit) -> Mapping[str, int]:
+    q = commit.batch.quality
+    return {Quality(v).name.lower(): int((q == v).sum()) for v in set(q.tolist())}
