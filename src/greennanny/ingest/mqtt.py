@@ -34,6 +34,7 @@ class MqttInput:
         self.connected = threading.Event()
         self.qos0_on_qos1: dict[str, int] = {}
         self.connects = 0
+        self._stopping = False
         u = urlparse(cfg.url)
         self.host = u.hostname or "127.0.0.1"
         self.port = u.port or (8883 if u.scheme == "mqtts" else 1883)
@@ -65,6 +66,8 @@ class MqttInput:
     def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object, reason_code: object,
                        properties: object) -> None:
         self.connected.clear()
+        if self._stopping:
+            return
         log.warning("disconnected from %s:%s (%s); paho reconnects", self.host, self.port, reason_code)
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
@@ -93,5 +96,6 @@ class MqttInput:
             self.client.ack(up.mid, up.qos)
 
     def stop(self) -> None:
+        self._stopping = True
         self.client.disconnect()
         self.client.loop_stop()

@@ -46,8 +46,9 @@ def find_shared(explicit: Path | None) -> Path | None:
 
 def archive_devices(path: Path) -> dict[str, dict[str, str]]:
     """Onboard the archive's devices: devEUI -> field map by device profile, zone by application."""
-    df = pd.read_csv(path, usecols=["deviceInfo.devEui", "deviceInfo.deviceProfileName",
-                                    "deviceInfo.applicationName", "deviceInfo.deviceName"])
+    cols = ["deviceInfo.devEui", "deviceInfo.deviceProfileName", "deviceInfo.applicationName",
+            "deviceInfo.deviceName"]
+    df = pd.read_csv(path, usecols=cols)[cols]  # usecols keeps file order; select to fix it
     out = {}
     for eui, prof, app, name in df.drop_duplicates("deviceInfo.devEui").itertuples(index=False):
         fmap = PROFILE_FIELD_MAPS.get(prof)
@@ -120,7 +121,8 @@ def run_demo(*, once: bool, broker: str | None, data_dir: Path, port: int, simul
         from greennanny.forecast.service import ForecastService
 
         with console.status("fitting forecasts"):
-            fc = ForecastService(node.store, cfg.forecast, node.clock).run_once(now_ns=_data_end(node))
+            runs = ForecastService(node.store, cfg.forecast, node.clock).run_per_epoch()
+            fc = _merge_runs(runs)
         summary = _summary(node, cfg, broker, published, sources, fc, time.monotonic() - t_start, shared_dir)
         _print_summary(summary, as_json)
         if not once:
@@ -167,10 +169,16 @@ def _wait_for(node: Node, n: int, timeout: float) -> bool:
     return False
 
 
-def _data_end(node: Node) -> int:
-    """Forecast origin: the newest reading in the store (the replayed data is historical)."""
-    row = node.store._cur().execute("SELECT max(ts) FROM points").fetchone()
-    return int(row[0]) + 1 if row and row[0] is not None else node.clock.now_ns()
+def _merge_runs(runs: list[Any]) -> dict[str, Any]:
+    """One summary of the per-epoch forecast runs (one per data source's end)."""
+    out: dict[str, Any] = {"runs": len(runs), "series_forecast": 0, "models": {}, "fallbacks": 0, "seconds": 0.0}
+    for r in runs:
+        out["series_forecast"] += r.forecasts
+        out["fallbacks"] += r.fallbacks
+        out["seconds"] = round(out["seconds"] + r.seconds, 2)
+        for m, n in r.models.items():
+            out["models"][m] = out["models"].get(m, 0) + n
+    return out
 
 
 def _summary(node: Node, cfg: Config, broker: str, published: int, sources: dict[str, int], fc: Any,

@@ -1,0 +1,73 @@
+"""The config file: errors name the dotted key and the value; the sample validates."""
+
+from __future__ import annotations
+
+import stat
+import tomllib
+
+import pytest
+from typer.testing import CliRunner
+
+from greennanny.cli.main import app
+from greennanny.config import Config, config_from_dict, load_config, sample_config
+from greennanny.errors import ConfigError
+
+
+def test_unknown_key_is_named_with_its_dotted_path():
+    with pytest.raises(ConfigError) as e:
+        config_from_dict({"mqtt": {"urll": "mqtt://x"}})
+    assert "mqtt.urll: unknown key" in str(e.value)
+
+
+def test_bad_value_names_path_and_value():
+    with pytest.raises(ConfigError) as e:
+        config_from_dict({"api": {"port": 70000}})
+    assert "api.port" in str(e.value) and "70000" in str(e.value)
+    with pytest.raises(ConfigError) as e:
+        config_from_dict({"devices": {"24e124136b316543": {"zone": "h1"}}})
+    assert "devices.24e124136b316543" in str(e.value) and "codec" in str(e.value)
+
+
+def test_non_loopback_api_without_token_is_refused(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text('[api]\nhost = "0.0.0.0"\ntoken_file = "missing"\n')
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert "api.host" in str(e.value) and "token" in str(e.value)
+
+
+def test_every_config_field_has_a_description():
+    def walk(model, path):
+        for name, f in model.model_fields.items():
+            assert f.description, f"{path}{name} has no description"
+            ann = f.annotation
+            if isinstance(ann, type) and hasattr(ann, "model_fields"):
+                walk(ann, f"{path}{name}.")
+
+    walk(Config, "")
+
+
+def test_config_init_writes_a_commented_sample_that_validates_and_a_0600_token(tmp_path):
+    r = CliRunner().invoke(app, ["config", "init", str(tmp_path / "g.toml")])
+    assert r.exit_code == 0, r.output
+    text = (tmp_path / "g.toml").read_text()
+    assert text.count("\n# ") > 20 and tomllib.loads(text)
+    cfg = load_config(tmp_path / "g.toml")
+    assert cfg.api.host == "127.0.0.1" and cfg.mqtt.qos == 1
+    mode = stat.S_IMODE((tmp_path / "api_token").stat().st_mode)
+    assert mode == 0o600 and len(cfg.api_token() or "") >= 32
+    r = CliRunner().invoke(app, ["config", "check", str(tmp_path / "g.toml")])
+    assert r.exit_code == 0 and "ok" in r.output
+
+
+def test_config_check_reports_the_bad_key_and_exits_2(tmp_path):
+    p = tmp_path / "bad.toml"
+    p.write_text('[pipeline]\nbatch_max_messages = "many"\n')
+    r = CliRunner().invoke(app, ["config", "check", str(p)])
+    assert r.exit_code == 2 and "pipeline.batch_max_messages" in r.output and "many" in r.output
+
+
+def test_sample_lists_every_section():
+    s = sample_config()
+    for sec in ("[node]", "[api]", "[mqtt]", "[pipeline]", "[forecast]", "[[mqtt.subscriptions]]"):
+        assert s.count(sec) >= 1
