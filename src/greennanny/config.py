@@ -60,7 +60,7 @@ class MqttConfig(_Section):
     @field_validator("url")
     @classmethod
     def _scheme(cls, v: str) -> str:
-        if not (v.startswith("mqtt://") or v.startswith("mqtts://")):
+        if not v.startswith(("mqtt://", "mqtts://")):
             raise ValueError(f"{v!r} must start with mqtt:// or mqtts://")
         return v
 

@@ -88,7 +88,7 @@ def round_to_resolution(values: np.ndarray, quantity_names: Sequence[str], index
     out[finite] = np.round(out[finite] / res[finite]) * res[finite]
     # round(x/res)*res leaves binary noise (23.400000000000002); round again to the decimals.
     decimals = np.array(
-        [max(0, -int(math.floor(math.log10(QUANTITIES[q].resolution)))) for q in quantity_names]
+        [max(0, -math.floor(math.log10(QUANTITIES[q].resolution))) for q in quantity_names]
     )[index]
     for d in np.unique(decimals):
         m = finite & (decimals == d)
@@ -287,7 +287,7 @@ def check_physical_range(q: Quantity, value: float) -> tuple[Quality, str | None
 class BatchBuilder:
     """Accumulates rows into columns without making a Point per reading."""
 
-    __slots__ = ("_keys", "_idx", "_ts", "_val", "_qual", "_reasons")
+    __slots__ = ("_idx", "_keys", "_qual", "_reasons", "_ts", "_val")
 
     def __init__(self) -> None:
         self._keys: dict[SeriesKey, int] = {}

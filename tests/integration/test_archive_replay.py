@@ -41,7 +41,7 @@ def test_archive_replay_gives_every_event_exactly_one_pinned_outcome(mosquitto, 
         for dl in node.store.deadletters(limit=10):
             assert dl["payload"] and dl["reason"] == "no_codec" and "no decoded object" in dl["detail"]
         # What was stored is real: RBS305 -4 degC at 2026-01-15T04:48:34.513Z for 7894e80000027b84.
-        s = [x for x in node.store.series(quantity="air_temperature") if x.key.device == "7894e80000027b84"][0]
+        s = next(x for x in node.store.series(quantity="air_temperature") if x.key.device == "7894e80000027b84")
         df = node.store.query(s.id, None, None)
         # Column access: a row (df.iloc[0]) would upcast the int64 ns timestamp to float.
         assert (int(df["ts"].iloc[0]), float(df["value"].iloc[0])) == (1768452514513000000, -4.0)

@@ -8,7 +8,8 @@ route but /health needs `Authorization: Bearer <token>` (or the dashboard cookie
 from __future__ import annotations
 
 import hmac
-from datetime import datetime, timezone
+from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,12 @@ from greennanny.ingest.timeparse import any_to_ns
 from greennanny.store.base import SeriesInfo
 from greennanny.store.duckdb import DuckDBStore
 
+SIGN_IN = """<!doctype html><html><head><meta charset="utf-8"><title>greennanny: sign in</title></head>
+<body style="font-family:sans-serif;max-width:36em;margin:4em auto">
+<h1>greennanny</h1><p>This node's API is reachable from the network, so it needs its API token.</p>
+<form method="get" action="/"><label>API token <input name="token" type="password" autofocus></label>
+<button>Open dashboard</button></form>
+<p>The token is in the file named by <code>api.token_file</code> next to the node's config.</p></body></html>"""
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 WEB = Path(__file__).resolve().parent.parent / "web"
 
@@ -32,7 +39,7 @@ WEB = Path(__file__).resolve().parent.parent / "web"
 def iso(ns: int | None) -> str | None:
     if ns is None:
         return None
-    return datetime.fromtimestamp(ns // 1_000_000_000, tz=timezone.utc).replace(
+    return datetime.fromtimestamp(ns // 1_000_000_000, tz=UTC).replace(
         microsecond=(ns % 1_000_000_000) // 1000).isoformat().replace("+00:00", "Z")
 
 
@@ -110,7 +117,7 @@ def create_app(cfg: Config, store: DuckDBStore, node: Any = None) -> FastAPI:
                "fallback_reason": meta["fallback_reason"], "step_s": meta["step_ns"] // 1_000_000_000,
                "ts": [iso(int(t)) for t in pts["ts"].to_numpy(np.int64)]}
         for c in ("mean", "lo80", "hi80", "lo95", "hi95"):
-            out[c] = [None if v != v else round(float(v), 6) for v in pts[c]]
+            out[c] = [None if np.isnan(v) else round(float(v), 6) for v in pts[c]]
         return out
 
     @app.get("/deadletters", dependencies=guarded)
@@ -129,7 +136,7 @@ def create_app(cfg: Config, store: DuckDBStore, node: Any = None) -> FastAPI:
 
     @app.get("/devices", dependencies=guarded)
     def devices() -> list[dict[str, Any]]:
-        return [d.__dict__ if hasattr(d, "__dict__") else dict(zip(d.__slots__, d)) for d in store.devices()]
+        return [asdict(d) for d in store.devices()]
 
     @app.post("/ingest/batch", dependencies=guarded)
     async def ingest_batch(request: Request) -> dict[str, Any]:
@@ -149,7 +156,10 @@ def create_app(cfg: Config, store: DuckDBStore, node: Any = None) -> FastAPI:
             resp = HTMLResponse((WEB / "templates" / "dashboard.html").read_text())
             resp.set_cookie("gn_token", token_q, httponly=True, samesite="strict")
             return resp
-        auth(request)
+        try:
+            auth(request)
+        except HTTPException:
+            return HTMLResponse(SIGN_IN, status_code=401)
         return HTMLResponse((WEB / "templates" / "dashboard.html").read_text())
 
     @app.get("/static/plotly.min.js", include_in_schema=False)

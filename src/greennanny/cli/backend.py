@@ -2,11 +2,12 @@
 
 One owner of the store: when a node answers at the configured URL, every command goes through
 its API (with the token). Only when none answers does the CLI open the DuckDB file, and then it
-serves the very same API in-process (FastAPI's TestClient), so both ways print identical JSON.
+serves the very same API in-process (an in-process ASGI transport), so both ways print identical JSON.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -51,6 +52,27 @@ class Backend:
         return r.json()
 
 
+class InProcessTransport(httpx.BaseTransport):
+    """Serve requests by calling the ASGI app in this process (no socket), synchronously.
+
+    httpx ships only an async ASGI transport; each request here runs it to completion on a
+    short-lived event loop, which is plenty for one CLI command.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self._asgi = httpx.ASGITransport(app=app)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        async def call() -> httpx.Response:
+            body = await request.aread()
+            req = httpx.Request(request.method, request.url, headers=request.headers, content=body)
+            resp = await self._asgi.handle_async_request(req)
+            content = await resp.aread()
+            return httpx.Response(resp.status_code, headers=resp.headers, content=content)
+
+        return asyncio.run(call())
+
+
 def node_running(cfg: Config, timeout: float = 1.0) -> bool:
     try:
         r = httpx.get(cfg.api_url + "/health", timeout=timeout)
@@ -70,8 +92,6 @@ def open_backend(cfg: Config, *, prefer: str = "auto") -> Iterator[Backend]:
         return
     if prefer == "api":
         raise NodeNotRunning(f"no greennanny node answers at {cfg.api_url}")
-    from fastapi.testclient import TestClient
-
     from greennanny.api.app import create_app
     from greennanny.store.duckdb import DuckDBStore
 
@@ -82,7 +102,8 @@ def open_backend(cfg: Config, *, prefer: str = "auto") -> Iterator[Backend]:
                                f"{cfg.api_url} unreachable?") from None
     local = cfg.model_copy(update={"api": cfg.api.model_copy(update={"host": "127.0.0.1"})})
     try:
-        with TestClient(create_app(local, store), base_url="http://local") as c:
+        with httpx.Client(transport=InProcessTransport(create_app(local, store)), base_url="http://local",
+                          timeout=120) as c:
             yield Backend(c, "file")
     finally:
         store.close()

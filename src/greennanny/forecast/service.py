@@ -122,5 +122,5 @@ class ForecastService:
         while not stop.wait(5 if self.last is None else self.cfg.refresh_min * 60):
             try:
                 self.run_once()
-            except Exception:  # noqa: BLE001 - the node must keep ingesting
+            except Exception:
                 log.exception("forecast run failed; next try in %d min", self.cfg.refresh_min)

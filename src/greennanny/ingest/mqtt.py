@@ -57,7 +57,7 @@ class MqttInput:
             log.error("broker %s:%s refused the connection: %s", self.host, self.port, reason_code)
             return
         self.connects += 1
-        subs = [(s.topic, self.cfg.qos) for s in self.cfg.subscriptions]
+        subs: list[tuple[str, int]] = [(s.topic, int(self.cfg.qos)) for s in self.cfg.subscriptions]
         client.subscribe(subs)
         log.info("connected to %s:%s (session present: %s); subscribed %s", self.host, self.port,
                  getattr(flags, "session_present", "?"), [s for s, _ in subs])

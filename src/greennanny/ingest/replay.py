@@ -15,8 +15,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
-import pandas as pd
 import paho.mqtt.client as mqtt
+import pandas as pd
 
 from greennanny.errors import BrokerError, ConfigError
 from greennanny.model import Batch

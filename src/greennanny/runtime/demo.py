@@ -147,7 +147,7 @@ def _import_agc(node: Node, path: Path) -> int:
     from greennanny.ingest.csv_import import PRESETS, read_climate_csv
 
     with console.status(f"importing {path.name}"):
-        batch, stats = read_climate_csv(path, PRESETS["agc2018"])
+        batch, _stats = read_climate_csv(path, PRESETS["agc2018"])
         res = node.store.write(batch)
     return res.written
 

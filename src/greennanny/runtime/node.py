@@ -161,8 +161,8 @@ class Node:
         self._stop.set()
         try:
             self.mqtt.stop()
-        except Exception:  # noqa: BLE001 - stopping must not fail
-            pass
+        except Exception:  # stopping must not fail; say why it was not clean
+            log.warning("MQTT client did not stop cleanly", exc_info=True)
         for t in self._threads:
             t.join(timeout=10)
         self.store.close()

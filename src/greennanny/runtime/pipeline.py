@@ -58,7 +58,7 @@ class IngestPipeline:
             except InputError as exc:
                 self._dead(out, up, exc.reason, _describe(exc))
                 continue
-            except Exception as exc:  # noqa: BLE001 - a decoder bug must not stop ingest
+            except Exception as exc:
                 log.exception("handler failed on topic %s", up.topic)
                 self._dead(out, up, "internal_error", f"{type(exc).__name__}: {exc}")
                 continue

@@ -74,7 +74,7 @@ def envelope(dev_eui: str, model: str, f_cnt: int, t_ns: int, data: bytes) -> by
     secs, frac = divmod(t_ns, 1_000_000_000)
     import datetime as dt
 
-    ts = dt.datetime.fromtimestamp(secs, tz=dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    ts = dt.datetime.fromtimestamp(secs, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
     body = {
         "deduplicationId": str(uuid.UUID(int=(int(dev_eui, 16) << 64) | f_cnt)),
         "time": f"{ts}.{frac // 1_000_000:03d}+00:00",

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from greennanny.errors import SchemaVersionError, StoreUnavailable
-from greennanny.model import QUANTITIES, Batch, SeriesKey
+from greennanny.model import QUANTITIES, Batch, SeriesKey, round_to_resolution
 from greennanny.store.base import DeviceRecord, IngestCommit, SeriesInfo, WriteResult
 
 SCHEMA_VERSION = 1
@@ -49,6 +49,13 @@ CREATE TABLE IF NOT EXISTS forecast_points (
   run_id BIGINT, series_id INTEGER, ts BIGINT, mean DOUBLE, lo80 DOUBLE, hi80 DOUBLE,
   lo95 DOUBLE, hi95 DOUBLE);
 """
+
+
+def _one(con: duckdb.DuckDBPyConnection, sql: str, args: list[Any] | None = None) -> Any:
+    """The single value of an aggregate query (which always returns one row)."""
+    row = con.execute(sql, args or []).fetchone()
+    assert row is not None, sql
+    return row[0]
 
 
 class DuckDBStore:
@@ -104,7 +111,7 @@ class DuckDBStore:
     def _series_ids(self, keys: list[SeriesKey]) -> np.ndarray:
         new = [k for k in keys if k not in self._ids]
         if new:
-            start = int(self._con.execute("SELECT coalesce(max(id), 0) + 1 FROM series").fetchone()[0])
+            start = int(_one(self._con, "SELECT coalesce(max(id), 0) + 1 FROM series"))
             now = time.time_ns()
             rows = []
             for i, k in enumerate(new):
@@ -119,7 +126,9 @@ class DuckDBStore:
         if not len(batch):
             return WriteResult(0, 0)
         sid = self._series_ids(batch.keys)[batch.key_index]
-        df = pd.DataFrame({"series_id": sid, "ts": batch.ts_ns, "value": batch.value, "quality": batch.quality})
+        # Values are kept at their quantity's storage resolution (model.QUANTITIES), here, once.
+        value = round_to_resolution(batch.value, [k.quantity for k in batch.keys], batch.key_index)
+        df = pd.DataFrame({"series_id": sid, "ts": batch.ts_ns, "value": value, "quality": batch.quality})
         # Last wins inside the batch too: keep the final row of each (series, ts).
         dup_in_batch = df.duplicated(["series_id", "ts"], keep="last")
         replaced = int(dup_in_batch.sum())
@@ -128,14 +137,14 @@ class DuckDBStore:
         self._con.register("_incoming", df)
         try:
             lo, hi = int(df.ts.min()), int(df.ts.max())
-            n_before = self._con.execute("SELECT count(*) FROM points WHERE ts BETWEEN ? AND ?", [lo, hi]).fetchone()[0]
+            n_before = _one(self._con, "SELECT count(*) FROM points WHERE ts BETWEEN ? AND ?", [lo, hi])
             if n_before:
                 self._con.execute(
                     "DELETE FROM points p USING _incoming i WHERE p.ts BETWEEN ? AND ? "
                     "AND p.series_id = i.series_id AND p.ts = i.ts",
                     [lo, hi],
                 )
-                n_after = self._con.execute("SELECT count(*) FROM points WHERE ts BETWEEN ? AND ?", [lo, hi]).fetchone()[0]
+                n_after = _one(self._con, "SELECT count(*) FROM points WHERE ts BETWEEN ? AND ?", [lo, hi])
                 replaced += int(n_before - n_after)
                 self._con.execute(
                     "DELETE FROM point_notes n USING _incoming i WHERE n.series_id = i.series_id AND n.ts = i.ts"
@@ -301,7 +310,7 @@ class DuckDBStore:
         )
 
     def count_points(self) -> int:
-        return int(self._cur().execute("SELECT count(*) FROM points").fetchone()[0])
+        return int(_one(self._cur(), "SELECT count(*) FROM points"))
 
     def deadletters(self, *, reason: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         sql = "SELECT received_ns, topic, payload, reason, detail, source FROM deadletters"
@@ -358,7 +367,7 @@ class DuckDBStore:
             self._transaction(run)
 
     def next_run_id(self) -> int:
-        return int(self._cur().execute("SELECT coalesce(max(run_id), 0) + 1 FROM forecast_runs").fetchone()[0])
+        return int(_one(self._cur(), "SELECT coalesce(max(run_id), 0) + 1 FROM forecast_runs"))
 
     def latest_forecast(self, series_id: int) -> tuple[dict[str, Any], pd.DataFrame] | None:
         cur = self._cur()
@@ -380,4 +389,4 @@ class DuckDBStore:
         return meta, pts
 
     def forecast_count(self) -> int:
-        return int(self._cur().execute("SELECT count(*) FROM forecast_runs").fetchone()[0])
+        return int(_one(self._cur(), "SELECT count(*) FROM forecast_runs"))

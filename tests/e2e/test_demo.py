@@ -1,0 +1,47 @@
+"""`greennanny demo --once` as a user runs it: real Mosquitto, real node, real data."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.e2e
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "chirpstack_archive_outcomes.json"
+
+
+def run_demo(tmp_path: Path, *args: str) -> dict:
+    proc = subprocess.run([sys.executable, "-m", "greennanny.cli.main", "demo", "--once", "--json",
+                           "--data-dir", str(tmp_path / "demo"), *args],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout)
+
+
+def test_demo_once_on_the_shared_data_accounts_for_every_point_and_event(tmp_path, shared_dir):
+    s = run_demo(tmp_path, "--shared", str(shared_dir))
+    agc = shared_dir / "data" / "agc2018_cucumber_greenhouse_climate.csv.gz"
+    # Independent count: every non-missing Tair/RHair/CO2air cell of the source file.
+    expected = int(pd.read_csv(agc, usecols=["Tair", "RHair", "CO2air"]).notna().sum().sum())
+    assert s["points_stored"]["import:agc2018_cucumber_greenhouse_climate.csv.gz"] == expected == 593833
+    pinned = json.loads(FIXTURE.read_text())
+    assert s["messages_in"] == s["messages_published"] == 14207
+    assert s["outcome_detail"] == pinned["outcomes"]
+    assert s["deadletters"] == {"no_codec": 4}
+    # Every AGC climate series (3 quantities x 6 compartments) got a forecast.
+    assert s["forecasts"]["series_forecast"] >= 18
+    assert s["dashboard"].startswith("http://127.0.0.1:")
+
+
+def test_demo_without_shared_data_runs_the_simulator(tmp_path):
+    s = run_demo(tmp_path, "--simulator")
+    assert s["data"] == "built-in simulator"
+    days = 14
+    assert s["deadletters"] == {"unknown_device": days, "decode_error": days}
+    assert s["outcome_detail"]["stored:up"] == s["messages_in"] - 2 * days
+    assert s["forecasts"]["series_forecast"] >= 8  # temperature and humidity of 4 devices, CO2 of 2
+    assert s["forecasts"]["models"].get("last_value", 0) == 0

@@ -1,0 +1,135 @@
+"""Each forecaster through the contract, plus what each one is for."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from greennanny.errors import ConfigError
+from greennanny.forecast.base import Forecaster, forecast_at_origins
+from greennanny.forecast.models import ETS, MODELS, LastValue, SeasonalNaive, make_model
+from greennanny.forecast.models.ets import EtsGrid
+from greennanny.forecast.panel import Panel
+
+NAN = np.nan
+M = 96  # one day at 15 min
+
+
+def _panel(values: np.ndarray) -> Panel:
+    values = np.atleast_2d(values)
+    return Panel(np.arange(values.shape[0]), 0, 900 * 10**9, values)
+
+
+def _sine(n_steps: int, level: float = 20.0, amp: float = 3.0) -> np.ndarray:
+    return level + amp * np.sin(2 * np.pi * np.arange(n_steps) / M)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_model_keeps_the_contract(name: str) -> None:
+    model = make_model(name, 4)
+    assert isinstance(model, Forecaster) and model.name == name
+    with pytest.raises(RuntimeError, match="fit"):
+        model.predict(3)
+    rng = np.random.default_rng(0)
+    values = rng.normal(10, 1, (3, 40))
+    values[1, 10:20] = NAN
+    values[2] = NAN
+    before = values.copy()
+    model.fit(_panel(values))
+    np.testing.assert_array_equal(values, before)  # a model never writes into the panel
+    single = values[1:2].copy()
+    model.fit(_panel(single))  # one row: its transpose is contiguous too, still no write
+    np.testing.assert_array_equal(single, before[1:2])
+    model.fit(_panel(values))
+    out = model.predict(7)
+    assert out.shape == (3, 7) and out.dtype == np.float64
+    assert np.isfinite(out[:2]).all()  # finite wherever the series had data
+    model.update(_panel(np.concatenate([values, values[:, :4]], axis=1)))
+    assert model.predict(2).shape == (3, 2)
+
+
+def test_unknown_model_name_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="unknown forecast model 'prophet'"):
+        make_model("prophet", 96)
+
+
+def test_seasonal_naive_repeats_yesterday_exactly() -> None:
+    rng = np.random.default_rng(1)
+    values = rng.normal(0, 1, (2, 3 * M))
+    model = SeasonalNaive(M)
+    model.fit(_panel(values))
+    out = model.predict(2 * M + 5)
+    expected = np.concatenate([values[:, -M:], values[:, -M:], values[:, -M : -M + 5]], axis=1)
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_seasonal_naive_fills_holes_from_the_day_before_then_the_last_value() -> None:
+    values = np.array([[1.0, 2.0, 3.0, 4.0, 5.0, NAN, NAN, 8.0]])
+    values_two_holes = np.array([[1.0, NAN, 3.0, 4.0, 5.0, NAN, 7.0, NAN]])
+    model = SeasonalNaive(4)
+    model.fit(_panel(values))
+    np.testing.assert_array_equal(model.predict(4), [[5.0, 2.0, 3.0, 8.0]])
+    model.fit(_panel(values_two_holes))
+    # phase 1 is missing both days -> the last finite value (7); phase 3 comes from the day before
+    np.testing.assert_array_equal(model.predict(4), [[5.0, 7.0, 7.0, 4.0]])
+    model.fit(_panel(np.array([[NAN, 6.0]])))  # shorter than a season: the last value
+    np.testing.assert_array_equal(model.predict(5), [[6.0] * 5])
+
+
+def test_last_value_is_the_last_finite_value() -> None:
+    model = LastValue()
+    model.fit(_panel(np.array([[1.0, 2.0, NAN], [NAN, NAN, NAN]])))
+    np.testing.assert_array_equal(model.predict(3), [[2.0, 2.0, 2.0], [NAN, NAN, NAN]])
+
+
+def test_ets_recovers_a_noiseless_daily_sine() -> None:
+    y = _sine(11 * M)
+    history = y[: 10 * M].copy()
+    history[5 * M + 7 : 5 * M + 40] = NAN  # a gap is carried through by the one-step forecast
+    model = ETS(M)
+    model.fit(_panel(history))
+    np.testing.assert_allclose(model.predict(M)[0], y[10 * M :], atol=1e-3)
+    damped = ETS(M, grid=EtsGrid(trend=((0.0, 1.0), (0.05, 0.9))), leads=(1,))
+    damped.fit(_panel(history))
+    np.testing.assert_allclose(damped.predict(M)[0], y[10 * M :], atol=1e-3)
+
+
+def test_ets_beats_seasonal_naive_on_a_noisy_sine_with_a_level_shift() -> None:
+    rng = np.random.default_rng(2)
+    n, t = 100, 15 * M
+    y = _sine(t + M)[None, :] + rng.normal(0, 0.5, (n, t + M))
+    y[:, t - M // 2 :] += 2.0  # the heating setpoint went up half a day ago
+    history, future = _panel(y[:, :t]), y[:, t:]
+    maes = {}
+    for model in (ETS(M), SeasonalNaive(M)):
+        model.fit(history)
+        maes[model.name] = float(np.abs(model.predict(M) - future).mean())
+    print(f"MAE ets {maes['ets']:.3f}, seasonal_naive {maes['seasonal_naive']:.3f}")
+    assert maes["ets"] < 0.7 * maes["seasonal_naive"]
+
+
+def test_ets_one_pass_backtest_equals_refitting() -> None:
+    rng = np.random.default_rng(3)
+    values = _sine(8 * M)[None, :] + rng.normal(0, 0.3, (4, 8 * M))
+    values[1, 300:330] = NAN
+    panel = _panel(values)
+    origins = [6 * M, 7 * M, 8 * M]
+    fast = ETS(M).forecast_origins(panel, origins, M)
+    for j, origin in enumerate(origins):
+        model = ETS(M)
+        model.fit(panel.head(origin))
+        np.testing.assert_allclose(fast[j], model.predict(M), rtol=0, atol=1e-9)
+
+
+def test_ets_backtest_origin_inside_start_window_has_no_forecast() -> None:
+    values = np.full((2, 6 * M), NAN)
+    values[0] = _sine(6 * M)
+    values[1, 3 * M :] = _sine(3 * M)  # starts half way: 2 seasons of start window end at 5*M
+    out = forecast_at_origins(ETS(M), _panel(values), [4 * M, 6 * M], 8)
+    assert np.isfinite(out[0, 0]).all() and np.isnan(out[0, 1]).all()
+    assert np.isfinite(out[1]).all()
+
+
+def test_ets_rejects_leads_longer_than_the_season() -> None:
+    with pytest.raises(ValueError, match="leads"):
+        ETS(4, leads=(5,))
