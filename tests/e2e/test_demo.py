@@ -45,3 +45,41 @@ def test_demo_without_shared_data_runs_the_simulator(tmp_path):
     assert s["outcome_detail"]["stored:up"] == s["messages_in"] - 2 * days
     assert s["forecasts"]["series_forecast"] >= 8  # temperature and humidity of 4 devices, CO2 of 2
     assert s["forecasts"]["models"].get("last_value", 0) == 0
+
+
+def test_demo_stays_up_serving_the_dashboard_until_ctrl_c(tmp_path):
+    import re
+    import signal
+    import socket
+    import time
+
+    import httpx
+
+    proc = subprocess.Popen([sys.executable, "-m", "greennanny.cli.main", "demo", "--simulator",
+                             "--data-dir", str(tmp_path / "demo")], stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        url = None
+        end = time.monotonic() + 300
+        assert proc.stderr is not None
+        seen = []
+        while url is None and time.monotonic() < end:
+            line = proc.stderr.readline()
+            seen.append(line)
+            m = re.search(r"dashboard:\s+(http://127\.0\.0\.1:\d+)/", line)
+            url = m.group(1) if m else None
+            assert line or proc.poll() is None, "".join(seen)[-3000:]
+        assert url, "".join(seen)[-3000:]
+        assert httpx.get(url + "/health").json()["status"] == "ok"
+        page = httpx.get(url + "/")
+        assert page.status_code == 200 and "plotly.min.js" in page.text
+        assert len(httpx.get(url + "/series").json()) >= 10
+        broker_port = int(re.search(r"mqtt://127\.0\.0\.1:(\d+)", "".join(seen)).group(1))
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+        # Ctrl-C stopped the private broker too.
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", broker_port), timeout=1).close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

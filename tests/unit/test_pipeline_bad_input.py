@@ -122,3 +122,43 @@ def test_device_clock_in_1970_is_quarantined_with_raw_kept(env):
     c = run(env, [js('{"air_temperature": 20, "ts": 12}')])
     assert [e.outcome for e in c.ledger] == ["quarantined"]
     assert "before 2000-01-01" in c.deadletters[0].detail and c.deadletters[0].payload
+
+
+# A real vector frame per required model, cut inside its last channel's data: the dead letter
+# must name the byte offset where that channel's data starts.
+TRUNCATED = {  # model: (vector frame, offset of the cut channel's data, bytes of it kept)
+    "EM300-TH": ("01755C03673401046865", 9, 0),  # humidity (1 byte) at 9
+    "EM320-TH": ("01755C0367CCFF046865", 5, 1),  # temperature (2 bytes) at 5
+    "AM307": ("077DE704087D070009733F27", 10, 1),  # pressure at 10
+    "AM308": ("077DE704087D070009733F270B7D20000C7D3000", 18, 1),  # pm10 at 18
+    "EM500-CO2": ("01756403671901046873057D670406736827", 16, 1),  # pressure at 16
+}
+
+
+@pytest.mark.parametrize("model", sorted(TRUNCATED))
+def test_truncated_frame_per_model_is_a_dead_letter_naming_the_offset(tmp_path, model):
+    frame_hex, offset, kept = TRUNCATED[model]
+    frame = bytes.fromhex(frame_hex)[: offset + kept]
+    cfg = config_from_dict({"node": {"data_dir": str(tmp_path)},
+                            "devices": {EUI: {"codec": "milesight", "model": model, "zone": "z"}}}, base_dir=tmp_path)
+    store = DuckDBStore(cfg.store_path)
+    try:
+        apply_config_devices(store, cfg)
+        c = build_pipeline(cfg, store, FakeClock(NOW)).process([up(frame)])
+        (dl,) = c.deadletters
+        assert dl.reason == "decode_error" and f"offset {offset}" in dl.detail and dl.payload
+    finally:
+        store.close()
+
+
+def test_config_devices_win_over_the_registry_and_the_override_is_logged(env, caplog):
+    from greennanny.store.base import DeviceRecord
+
+    cfg, store = env
+    store.upsert_device(DeviceRecord(EUI, "milesight", "EM300-TH", "", "greenhouse", "house-9", "", "api"))
+    with caplog.at_level("WARNING", logger="greennanny.node"):
+        apply_config_devices(store, cfg)
+    rec = store.device(EUI)
+    assert rec is not None and (rec.zone, rec.source) == ("house-1", "config")
+    assert any("config overrides the registry record" in r.getMessage() and "house-9" in r.getMessage()
+               for r in caplog.records)

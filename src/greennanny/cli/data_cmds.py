@@ -91,28 +91,43 @@ def chunks(batch: Batch, size: int) -> list[Batch]:
     return out
 
 
-@friendly
 def replay_cmd(file: Path = typer.Argument(..., exists=True, dir_okay=False, help="ChirpStack event archive or climate CSV."),
                broker: str = typer.Option(None, help="Broker URL (default: mqtt.url of the config)."),
                speed: str = typer.Option("max", help="Speed-up: 1 = real time, 60 = a minute per second, max = as fast as possible."),
-               preset: str = typer.Option(None, help="CSV layout for a climate CSV (agc2018, osu2024)."),
+               preset: str = typer.Option(None, help="CSV layout for a climate CSV: agc2018, osu2024."),
+               time_col: str = typer.Option(None, help="CSV: column with local wall-clock time."),
+               tz: str = typer.Option(None, help="CSV: IANA time zone of that clock."),
+               zone_col: str = typer.Option(None, help="CSV: column naming the zone of each row."),
+               zone: str = typer.Option(None, help="CSV: zone when there is no zone column."),
+               site: str = typer.Option(None, help="CSV: site name."),
+               map_: list[str] = typer.Option([], "--map", help="CSV: COLUMN=QUANTITY[:UNIT], repeatable."),
                limit: int = typer.Option(0, help="Publish only the first N messages (0 = all)."),
                config: Path = ConfigOpt) -> None:
-    """Publish recorded traffic onto MQTT at QoS 1 with a progress bar."""
+    """Publish a ChirpStack archive (as its events) or a climate CSV (as JSON messages) at QoS 1."""
+    friendly(_replay)(file, broker, speed, limit, config,
+                      lambda: build_spec(file, preset, time_col, tz, zone_col, zone, site, map_))
+
+
+def _replay(file: Path, broker: str | None, speed: str, limit: int, config: Path | None, spec: Any) -> None:
     from greennanny.ingest import replay
 
     cfg = resolve_config(config)
     url = broker or cfg.mqtt.url
+    if speed != "max":
+        try:
+            s: float | None = float(speed)
+        except ValueError:
+            raise ConfigError(f"--speed {speed!r} must be a number (1 = real time) or max") from None
+    else:
+        s = None
     if replay.is_chirpstack_archive(file):
         msgs = replay.chirpstack_archive_messages(file)
     else:
         from greennanny.ingest.csv_import import read_climate_csv
 
-        spec = build_spec(file, preset, None, None, None, None, None, [])
-        msgs = replay.batch_messages(read_climate_csv(file, spec)[0])
+        msgs = replay.batch_messages(read_climate_csv(file, spec())[0])
     if limit:
         msgs = msgs[:limit]
-    s = None if speed == "max" else float(speed)
     with progress_bar() as bar:
         task = bar.add_task(f"publish to {url}", total=len(msgs))
         acked = replay.publish(url, msgs, speed=s, progress=lambda n: bar.advance(task, n))
