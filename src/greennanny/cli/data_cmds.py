@@ -46,16 +46,21 @@ def build_spec(file: Path, preset: str | None, time_col: str | None, tz: str | N
                          zone=zone or (None if zone_col else "default"))
 
 
+# The column mapping of a climate CSV, shared by `import` and `replay`.
+PresetOpt = typer.Option(None, help="Known CSV layout: agc2018, osu2024.")
+TimeColOpt = typer.Option(None, help="CSV column with local wall-clock time.")
+TzOpt = typer.Option(None, help="IANA time zone of that clock, e.g. Europe/Amsterdam.")
+ZoneColOpt = typer.Option(None, help="CSV column naming the zone/compartment of each row.")
+ZoneOpt = typer.Option(None, help="Zone when there is no zone column.")
+SiteOpt = typer.Option(None, help="Site name.")
+MapOpt = typer.Option([], "--map", help="COLUMN=QUANTITY[:UNIT], repeatable; UNIT degF or K is converted to degC.")
+
+
 def import_cmd(file: Path = typer.Argument(..., exists=True, dir_okay=False, help="Climate-computer CSV export (.csv or .csv.gz)."),
-               preset: str = typer.Option(None, help="Known layout: agc2018, osu2024."),
-               time_col: str = typer.Option(None, help="Column with local wall-clock time."),
-               tz: str = typer.Option(None, help="IANA time zone of that clock, e.g. Europe/Amsterdam."),
-               zone_col: str = typer.Option(None, help="Column naming the zone/compartment of each row."),
-               zone: str = typer.Option(None, help="Zone when there is no zone column."),
-               site: str = typer.Option(None, help="Site name."),
-               map_: list[str] = typer.Option([], "--map", help="COLUMN=QUANTITY[:UNIT], repeatable; UNIT degF is converted."),
+               preset: str = PresetOpt, time_col: str = TimeColOpt, tz: str = TzOpt, zone_col: str = ZoneColOpt,
+               zone: str = ZoneOpt, site: str = SiteOpt, map_: list[str] = MapOpt,
                as_json: bool = typer.Option(False, "--json", help="Print the import summary as JSON."),
-               config: Path = ConfigOpt, via: str = typer.Option("auto", "--via")) -> None:
+               config: Path = ConfigOpt, via: str = typer.Option("auto", "--via", help="auto: the node's API if one runs, else the file; api; file.")) -> None:
     """Import a climate CSV: time zone, DST fall-back by row order, unit conversion, missing markers."""
     friendly(_import)(file, build_spec(file, preset, time_col, tz, zone_col, zone, site, map_), as_json, config, via)
 
@@ -94,13 +99,8 @@ def chunks(batch: Batch, size: int) -> list[Batch]:
 def replay_cmd(file: Path = typer.Argument(..., exists=True, dir_okay=False, help="ChirpStack event archive or climate CSV."),
                broker: str = typer.Option(None, help="Broker URL (default: mqtt.url of the config)."),
                speed: str = typer.Option("max", help="Speed-up: 1 = real time, 60 = a minute per second, max = as fast as possible."),
-               preset: str = typer.Option(None, help="CSV layout for a climate CSV: agc2018, osu2024."),
-               time_col: str = typer.Option(None, help="CSV: column with local wall-clock time."),
-               tz: str = typer.Option(None, help="CSV: IANA time zone of that clock."),
-               zone_col: str = typer.Option(None, help="CSV: column naming the zone of each row."),
-               zone: str = typer.Option(None, help="CSV: zone when there is no zone column."),
-               site: str = typer.Option(None, help="CSV: site name."),
-               map_: list[str] = typer.Option([], "--map", help="CSV: COLUMN=QUANTITY[:UNIT], repeatable."),
+               preset: str = PresetOpt, time_col: str = TimeColOpt, tz: str = TzOpt, zone_col: str = ZoneColOpt,
+               zone: str = ZoneOpt, site: str = SiteOpt, map_: list[str] = MapOpt,
                limit: int = typer.Option(0, help="Publish only the first N messages (0 = all)."),
                config: Path = ConfigOpt) -> None:
     """Publish a ChirpStack archive (as its events) or a climate CSV (as JSON messages) at QoS 1."""
