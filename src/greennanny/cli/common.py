@@ -19,6 +19,7 @@ from greennanny.errors import ConfigError, GreennannyError
 console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
+ViaOpt = typer.Option("auto", "--via", help="auto: the node's API if one runs, else the file; api; file.")
 ConfigOpt = typer.Option(None, "--config", "-c", help="Config file (default: $GREENNANNY_CONFIG or ./greennanny.toml).")
 
 

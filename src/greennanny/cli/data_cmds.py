@@ -14,7 +14,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from greennanny.cli.backend import open_backend
-from greennanny.cli.common import ConfigOpt, console, friendly, print_json, resolve_config
+from greennanny.cli.common import ConfigOpt, ViaOpt, console, friendly, print_json, resolve_config
 from greennanny.errors import ConfigError, DecodeError
 from greennanny.model import QUANTITIES, Batch
 
@@ -60,7 +60,7 @@ def import_cmd(file: Path = typer.Argument(..., exists=True, dir_okay=False, hel
                preset: str = PresetOpt, time_col: str = TimeColOpt, tz: str = TzOpt, zone_col: str = ZoneColOpt,
                zone: str = ZoneOpt, site: str = SiteOpt, map_: list[str] = MapOpt,
                as_json: bool = typer.Option(False, "--json", help="Print the import summary as JSON."),
-               config: Path = ConfigOpt, via: str = typer.Option("auto", "--via", help="auto: the node's API if one runs, else the file; api; file.")) -> None:
+               config: Path = ConfigOpt, via: str = ViaOpt) -> None:
     """Import a climate CSV: time zone, DST fall-back by row order, unit conversion, missing markers."""
     friendly(_import)(file, build_spec(file, preset, time_col, tz, zone_col, zone, site, map_), as_json, config, via)
 
@@ -213,9 +213,10 @@ deadletters_app = typer.Typer(help="Messages that could not be decoded, kept wit
 
 @deadletters_app.command("list")
 @friendly
-def deadletters_list(reason: str = typer.Option(None), limit: int = typer.Option(20),
-                     as_json: bool = typer.Option(False, "--json"), config: Path = ConfigOpt,
-                     via: str = typer.Option("auto", "--via")) -> None:
+def deadletters_list(reason: str = typer.Option(None, help="Only this reason, e.g. unknown_device."),
+                     limit: int = typer.Option(20, help="Newest N dead letters."),
+                     as_json: bool = typer.Option(False, "--json", help="Print JSON (the API's body)."), config: Path = ConfigOpt,
+                     via: str = ViaOpt) -> None:
     """Dead letters grouped by reason, newest first, with topic, raw bytes and reason."""
     with open_backend(resolve_config(config), prefer=via) as b:
         body = b.get("/deadletters", reason=reason, limit=limit)

@@ -34,7 +34,7 @@ def version() -> None:
 
 @app.command("run")
 @friendly
-def run(config: Path = ConfigOpt, verbose: bool = typer.Option(False, "-v")) -> None:
+def run(config: Path = ConfigOpt, verbose: bool = typer.Option(False, "-v", "--verbose", help="Log debug messages.")) -> None:
     """Run the edge node: MQTT ingest, store, forecasts and the API, until Ctrl-C."""
     from greennanny.runtime.server import serve_node
 
@@ -51,7 +51,7 @@ def demo(once: bool = typer.Option(False, "--once", help="Run to completion, pri
          simulator: bool = typer.Option(False, help="Use the built-in greenhouse simulator even when real data is present."),
          shared: Path = typer.Option(None, help="Folder with the shared real data (default: ../shared beside the checkout)."),
          as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
-         verbose: bool = typer.Option(False, "-v")) -> None:
+         verbose: bool = typer.Option(False, "-v", "--verbose", help="Log debug messages.")) -> None:
     """Broker + node + API on real greenhouse data (or the simulator): import, replay, forecast, serve."""
     from greennanny.runtime.demo import run_demo
 

@@ -9,16 +9,16 @@ import typer
 from rich.table import Table
 
 from greennanny.cli.backend import open_backend
-from greennanny.cli.common import ConfigOpt, console, friendly, print_json, resolve_config
+from greennanny.cli.common import ConfigOpt, ViaOpt, console, friendly, print_json, resolve_config
 
 app = typer.Typer(help="List series, read points and forecasts.", no_args_is_help=True)
-ViaOpt = typer.Option("auto", "--via", help="auto: the node's API if one runs, else the file; api; file.")
 
 
 @app.command("list")
 @friendly
-def list_(site: str = typer.Option(None), zone: str = typer.Option(None), quantity: str = typer.Option(None),
-          as_json: bool = typer.Option(False, "--json"), config: Path = ConfigOpt, via: str = ViaOpt) -> None:
+def list_(site: str = typer.Option(None, help="Only this site."), zone: str = typer.Option(None, help="Only this zone."),
+          quantity: str = typer.Option(None, help="Only this quantity, e.g. air_temperature."),
+          as_json: bool = typer.Option(False, "--json", help="Print JSON (the API's body)."), config: Path = ConfigOpt, via: str = ViaOpt) -> None:
     """Series with their latest value and unit."""
     with open_backend(resolve_config(config), prefer=via) as b:
         rows: list[dict[str, Any]] = b.get("/series", site=site, zone=zone, quantity=quantity)
@@ -36,7 +36,7 @@ def list_(site: str = typer.Option(None), zone: str = typer.Option(None), quanti
 @friendly
 def points(series_id: int, start: str = typer.Option(None, help="ISO 8601 or epoch"),
            end: str = typer.Option(None, help="ISO 8601 or epoch (exclusive)"),
-           every: int = typer.Option(None, help="bucket seconds"), as_json: bool = typer.Option(False, "--json"),
+           every: int = typer.Option(None, help="bucket seconds"), as_json: bool = typer.Option(False, "--json", help="Print JSON (the API's body)."),
            config: Path = ConfigOpt, via: str = ViaOpt) -> None:
     """Points of one series in a time range, optionally averaged per bucket."""
     with open_backend(resolve_config(config), prefer=via) as b:
@@ -50,7 +50,7 @@ def points(series_id: int, start: str = typer.Option(None, help="ISO 8601 or epo
 
 @app.command("forecast")
 @friendly
-def forecast(series_id: int, as_json: bool = typer.Option(False, "--json"), config: Path = ConfigOpt,
+def forecast(series_id: int, as_json: bool = typer.Option(False, "--json", help="Print JSON (the API's body)."), config: Path = ConfigOpt,
              via: str = ViaOpt) -> None:
     """The latest forecast of a series: model, backtest error, mean and intervals."""
     with open_backend(resolve_config(config), prefer=via) as b:
