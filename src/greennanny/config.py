@@ -37,7 +37,8 @@ class ApiConfig(_Section):
 
 class Subscription(_Section):
     topic: str = Field(description="MQTT topic filter (+ and # wildcards).")
-    format: Literal["chirpstack_v4", "json"] = Field(description="Envelope of messages on this filter.")
+    format: Literal["chirpstack_v4", "chirpstack_v3", "ttn_v3", "json", "line_protocol", "senml"] = Field(
+        description="Envelope of messages on this filter.")
 
 
 def _default_subscriptions() -> list[Subscription]:

@@ -17,11 +17,11 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from greennanny.decoders.base import Decoded, Decoder
+from greennanny.decoders.base import Decoder
 from greennanny.errors import DecodeError, UnknownDevice
 from greennanny.ingest.envelope import Handled
-from greennanny.ingest.field_maps import FIELD_MAPS, apply_field_map
 from greennanny.ingest.timeparse import iso_to_ns
+from greennanny.ingest.uplink import decode_uplink
 from greennanny.model import Outcome, Uplink
 from greennanny.store.base import DeviceRecord
 
@@ -87,34 +87,12 @@ class ChirpstackV4:
         if f_port == 0:
             h.outcome, h.detail = Outcome.STORED_EMPTY, "fPort 0 (MAC commands only)"
             return h
-        decoded = self._decode(device, body.get("object"), data, f_port)
+        decoded = decode_uplink(device, body.get("object"), data, self._codecs)
         h.readings, h.unmapped = decoded.readings, decoded.unmapped
         if not decoded.readings:
             h.outcome = Outcome.STORED_EMPTY
             h.detail = "no measurement" + (f"; unmapped keys {decoded.unmapped}" if decoded.unmapped else "")
         return h
-
-    def _decode(self, device: DeviceRecord, obj: Any, data: bytes, f_port: int) -> Decoded:
-        if device.field_map and obj is not None:
-            if not isinstance(obj, dict):
-                raise DecodeError(f"object is {type(obj).__name__}, expected a JSON object", field="object",
-                                  reason="invalid_envelope")
-            fmap = FIELD_MAPS.get(device.field_map)
-            if fmap is None:
-                raise DecodeError(f"device {device.dev_eui}: field map {device.field_map!r} does not exist",
-                                  field="field_map", reason="no_codec")
-            return apply_field_map(obj, fmap)
-        if device.codec:
-            codec = self._codecs.get(device.codec)
-            if codec is None:
-                raise DecodeError(f"device {device.dev_eui}: codec {device.codec!r} does not exist",
-                                  field="codec", reason="no_codec")
-            if not data:
-                return Decoded()
-            return codec.decode(data, model=device.model or None)
-        raise DecodeError(f"device {device.dev_eui} has field map {device.field_map!r} but the uplink "
-                          f"carries no decoded object, and no codec is set", field="object", reason="no_codec")
-
 
 def _int(v: Any, field: str) -> int:
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from greennanny.decoders.base import Reading
-from greennanny.model import Outcome
+from greennanny.model import Outcome, Point
 
 
 @dataclass(slots=True)
@@ -26,6 +26,15 @@ class Handled:
     window_key: str = ""  # identity that only counts inside the dedup window (devEUI+fCnt+payload)
     unmapped: list[str] = field(default_factory=list)
     detail: str = ""
+    # Envelopes whose one message carries several devices (line protocol, SenML) give points
+    # with their full keys here; ts 0 in a Point means "the message's own time".
+    points: list[Point] = field(default_factory=list)
+    # Parts of the message that could not be used while the rest could (a bad line among good
+    # ones): (raw fragment, reason, detail). Each is kept as a dead letter; the message's own
+    # outcome reflects what was stored.
+    rejected: list[tuple[bytes, str, str]] = field(default_factory=list)
+    # Device-level events found while decoding (frame-counter reset, join): (kind, detail).
+    events: list[tuple[str, str]] = field(default_factory=list)
 
 
 def topic_matches(topic_filter: str, topic: str) -> bool:

@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 
 from greennanny.config import Config
 from greennanny.decoders.base import Decoder
-from greennanny.errors import StoreUnavailable
-from greennanny.ingest.chirpstack import ChirpstackV4
-from greennanny.ingest.json_topic import JsonTopic
+from greennanny.errors import ConfigError, StoreUnavailable
 from greennanny.ingest.mqtt import MqttInput
+from greennanny.ingest.registry import build_handlers
 from greennanny.model import Uplink
 from greennanny.runtime.clock import Clock, SystemClock
 from greennanny.runtime.dedupe import Deduper
@@ -56,7 +55,10 @@ def build_pipeline(cfg: Config, store: DuckDBStore, clock: Clock) -> IngestPipel
             cache[eui] = store.device(eui)
         return cache[eui]
 
-    handlers = {"chirpstack_v4": ChirpstackV4(lookup, codecs(), cfg.node.site), "json": JsonTopic()}
+    handlers = build_handlers(lookup, codecs(), cfg.node.site)
+    missing = sorted({s.format for s in cfg.mqtt.subscriptions} - set(handlers))
+    if missing:
+        raise ConfigError(f"mqtt.subscriptions: format(s) {missing} are not available in this build")
     routes = [Route(s.topic, handlers[s.format]) for s in cfg.mqtt.subscriptions]
     dedupe = Deduper(cfg.pipeline.dedup_window_s)
     dedupe.seed(store.recent_dedup_keys(clock.now_ns() - dedupe.retain_ns))

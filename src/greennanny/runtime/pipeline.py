@@ -85,12 +85,19 @@ class IngestPipeline:
                 q = h.device + (f"-{r.channel}" if r.channel else "")
                 builder.add(SeriesKey(h.site, h.zone, q, r.quantity), ts, r.value, int(r.quality), r.reason)
                 n += 1
+            for p in h.points:
+                builder.add(p.key, p.ts_ns or h.ts_ns, p.value, int(p.quality), p.reason)
+                n += 1
+            for raw, reason, detail in h.rejected:
+                out.deadletters.append(DeadLetter(up.received_ns, up.topic, raw, reason, detail))
+            for kind, detail in h.events:
+                out.device_events.append((h.ts_ns, h.device, kind, detail))
             out.ledger.append(LedgerEntry(up.received_ns, up.topic, h.outcome.value, h.kind, h.dedup_key, n))
         out.batch = builder.build()
         return out
 
     def _time_problem(self, h: Handled, now: int) -> str | None:
-        stamps = [h.ts_ns] + [r.ts_ns for r in h.readings if r.ts_ns is not None]
+        stamps = [h.ts_ns] + [r.ts_ns for r in h.readings if r.ts_ns is not None] + [p.ts_ns for p in h.points if p.ts_ns]
         for t in stamps:
             if t < Y2000_NS:
                 return f"timestamp {t} ns is before 2000-01-01 (device clock not set?)"
