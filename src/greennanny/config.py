@@ -94,6 +94,21 @@ class ForecastConfig(_Section):
         return v
 
 
+class InfluxWriteConfig(_Section):
+    """InfluxDB 1.x compatible `/write` on the node's API port, for Telegraf's `influxdb` output."""
+
+    enabled: bool = Field(True, description="Serve /write, /ping and /query (CREATE DATABASE) like InfluxDB 1.x.")
+    username: str = Field("", description="v1 user name clients must send (u= query, Basic auth or Token user:pass). Empty with no password: no v1 auth.")
+    password_file: str = Field("", description="File holding the v1 password, relative to the config file.")
+    default_zone: str = Field("default", description="Zone of points whose line has no zone tag.")
+
+    def credentials(self, cfg: Config) -> tuple[str, str] | None:
+        if not self.username and not self.password_file:
+            return None
+        pw = cfg.path(self.password_file).read_text().strip() if self.password_file else ""
+        return self.username, pw
+
+
 class DeviceConfig(_Section):
     codec: str = Field("", description="Payload codec for raw `data` (for example milesight).")
     model: str = Field("", description="Device model for table-driven codecs (for example EM300-TH).")
@@ -101,6 +116,7 @@ class DeviceConfig(_Section):
     site: str = Field("", description="Site of the device (empty: node.site).")
     zone: str = Field(description="Zone (compartment, room, bay) the device is in.")
     name: str = Field("", description="Human name of the device.")
+    interval_s: int = Field(0, ge=0, le=7 * 86400, description="Expected reporting interval in seconds (0: unknown); bounds the dedup window and flags silent devices.")
 
     @model_validator(mode="after")
     def _one_way(self) -> DeviceConfig:
@@ -115,6 +131,7 @@ class Config(_Section):
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="The MQTT broker the node subscribes to.")
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig, description="Batching and dedupe.")
     forecast: ForecastConfig = Field(default_factory=ForecastConfig, description="Forecasting.")
+    influx_write: InfluxWriteConfig = Field(default_factory=InfluxWriteConfig, description="InfluxDB 1.x compatible write endpoint.")
     devices: dict[str, DeviceConfig] = Field(default_factory=dict, description="Devices by devEUI (lower-case hex); applied to the registry at start and wins on conflict.")
 
     # Where the file was loaded from: relative paths resolve against it. Not a TOML key.
@@ -241,7 +258,7 @@ def sample_config(data_dir: str = "./data") -> str:
     """A commented config with every key and its default; `config init` writes this."""
     cfg = Config(node=NodeConfig(data_dir=data_dir))
     out = ["# greennanny configuration. Every key is shown with its default and what it does.", ""]
-    for sec in ("node", "api", "mqtt", "pipeline", "forecast"):
+    for sec in ("node", "api", "mqtt", "pipeline", "forecast", "influx_write"):
         field = Config.model_fields[sec]
         out.append(f"# {field.description}")
         val = getattr(cfg, sec)

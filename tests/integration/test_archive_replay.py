@@ -40,6 +40,17 @@ def test_archive_replay_gives_every_event_exactly_one_pinned_outcome(mosquitto, 
         # Each dead letter keeps its raw bytes and a reason naming what was missing.
         for dl in node.store.deadletters(limit=10):
             assert dl["payload"] and dl["reason"] == "no_codec" and "no decoded object" in dl["detail"]
+        # Device 7894e80000027b84: frame-counter resets and duplicates, pinned.
+        dev = pinned["device_7894e80000027b84"]
+        events = [e for e in node.store.device_events() if e[1] == "7894e80000027b84"]
+        assert sum(e[2] == "fcnt_reset" for e in events) == dev["fcnt_reset"]
+        assert sum(e[2] == "log" and "UPLINK_F_CNT_RETRANSMISSION" in e[3] for e in events) == dev["log_events"]
+        dups = node.store._cur().execute("SELECT count(*) FROM ledger WHERE outcome = 'duplicate' "
+                                         "AND topic LIKE '%/7894e80000027b84/%'").fetchone()[0]
+        assert dups == dev["duplicate"]
+        # Status events give battery and link-margin series; every uplink gives radio health.
+        assert {s.key.quantity for s in node.store.series()} >= {"battery", "link_margin", "rssi", "snr",
+                                                                  "gateway_count"}
         # What was stored is real: RBS305 -4 degC at 2026-01-15T04:48:34.513Z for 7894e80000027b84.
         s = next(x for x in node.store.series(quantity="air_temperature") if x.key.device == "7894e80000027b84")
         df = node.store.query(s.id, None, None)

@@ -4,8 +4,9 @@ Topic `application/<applicationId>/device/<devEui>/event/<kind>`. For an `up` ev
 `object` is used when the device has a field map (the network server already ran the vendor
 codec); otherwise the base64 `data` is decoded with the device's codec. protobuf-JSON omits
 default values: a missing `fCnt` is 0 and a missing `fPort` is 0. fPort 0 is MAC-only: valid, no
-measurement. Other event kinds are accounted as non-uplinks (battery/margin series from `status`
-come with the full envelope work).
+measurement. Every uplink also gives device-health readings (best RSSI, its SNR, gateway count).
+`status` events store battery (%) and link margin (dB); join, log and location events are kept
+as device events; ack, txack and integration events are counted as non-uplinks.
 """
 
 from __future__ import annotations
@@ -14,15 +15,16 @@ import base64
 import binascii
 import hashlib
 import json
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from greennanny.decoders.base import Decoder
+from greennanny.decoders.base import Decoder, Reading
 from greennanny.errors import DecodeError, UnknownDevice
 from greennanny.ingest.envelope import Handled
 from greennanny.ingest.timeparse import iso_to_ns
 from greennanny.ingest.uplink import decode_uplink
-from greennanny.model import Outcome, Uplink
+from greennanny.model import Outcome, Quality, Uplink
 from greennanny.store.base import DeviceRecord
 
 
@@ -35,6 +37,59 @@ def parse_json(payload: bytes, *, what: str = "payload") -> Any:
     except json.JSONDecodeError as exc:
         raise DecodeError(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno} "
                           f"(char {exc.pos})", field=what, offset=exc.pos, reason="invalid_json") from None
+
+
+def radio_readings(rx_info: Any) -> list[Reading]:
+    """Device-health readings from an uplink's gateways: best RSSI, its SNR, gateway count."""
+    if not isinstance(rx_info, list) or not rx_info:
+        return []
+    gws = [g for g in rx_info if isinstance(g, dict)]
+    rssis: list[tuple[float, Any]] = [(float(g["rssi"]), g.get("snr")) for g in gws
+                                      if isinstance(g.get("rssi"), (int, float))]
+    out = [Reading("gateway_count", float(len(gws)))]
+    if rssis:
+        rssi, snr = max(rssis, key=lambda t: t[0])
+        out.append(Reading("rssi", rssi))
+        if isinstance(snr, (int, float)):
+            out.append(Reading("snr", float(snr)))
+    return out
+
+
+def facts(kind: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The key facts of an event with protobuf-JSON defaults applied (what tests compare)."""
+    info = body.get("deviceInfo") or {}
+    out: dict[str, Any] = {"dev_eui": str(info.get("devEui", "")).lower(),
+                           "application_id": info.get("applicationId")}
+    if kind == "up":
+        rx = body.get("rxInfo") or []
+        data = body.get("data") or ""
+        tx = body.get("txInfo") or {}
+        out.update(f_port=int(body.get("fPort", 0)), f_cnt=int(body.get("fCnt", 0)),
+                   confirmed=bool(body.get("confirmed", False)),
+                   payload_hex=base64.b64decode(data).hex().upper() if data else "",
+                   rx_count=len(rx), has_object="object" in body,
+                   frequency=tx.get("frequency"),
+                   spreading_factor=((tx.get("modulation") or {}).get("lora") or {}).get("spreadingFactor"))
+        if rx:
+            out.update(rx0_rssi=rx[0].get("rssi"), rx0_snr=rx[0].get("snr"), rx0_gateway_id=rx[0].get("gatewayId"))
+    elif kind == "status":
+        out.update(margin=int(body.get("margin", 0)), battery_level=float(body.get("batteryLevel", 0.0)),
+                   external_power_source=bool(body.get("externalPowerSource", False)),
+                   battery_level_unavailable=bool(body.get("batteryLevelUnavailable", False)))
+    elif kind == "join":
+        out.update(dev_addr=body.get("devAddr"))
+    elif kind == "ack":
+        out.update(acknowledged=bool(body.get("acknowledged", False)), f_cnt_down=int(body.get("fCntDown", 0)),
+                   queue_item_id=body.get("queueItemId"))
+    elif kind == "txack":
+        out.update(f_cnt_down=int(body.get("fCntDown", 0)), queue_item_id=body.get("queueItemId"))
+    elif kind == "log":
+        out.update(level=body.get("level", "INFO"), code=body.get("code", "UNKNOWN"),
+                   description=body.get("description", ""))
+    elif kind == "location":
+        loc = body.get("location") or {}
+        out.update(latitude=loc.get("latitude"), longitude=loc.get("longitude"), altitude=loc.get("altitude"))
+    return out
 
 
 class ChirpstackV4:
@@ -60,13 +115,32 @@ class ChirpstackV4:
                               reason="invalid_envelope")
         info = body.get("deviceInfo") or {}
         eui = str(info.get("devEui") or parts[3]).lower()
-        if kind != "up":
-            dedup = body.get("deduplicationId") or _digest(up.topic.encode() + b"\0" + up.payload)
-            return Handled(Outcome.NON_UPLINK, kind, device=eui, ts_ns=up.received_ns, dedup_key=f"cs:{dedup}")
         if eui != parts[3].lower():
             raise DecodeError(f"deviceInfo.devEui={eui!r} does not match the topic's {parts[3]!r}",
                               field="deviceInfo.devEui", reason="invalid_envelope")
         ts_ns = iso_to_ns(body["time"], field="time") if "time" in body else up.received_ns
+        if kind == "up":
+            return self._uplink(up, body, eui, ts_ns)
+        dedup = body.get("deduplicationId") or _digest(up.topic.encode() + b"\0" + up.payload)
+        h = Handled(Outcome.NON_UPLINK, kind, device=eui, ts_ns=ts_ns, dedup_key=f"cs:{kind}:{dedup}")
+        f = facts(kind, body)
+        if kind == "status":
+            device = self._devices(eui)
+            if device is None:
+                raise UnknownDevice(f"device {eui} is not in the registry (status event)")
+            h.outcome, h.site, h.zone = Outcome.STORED, device.site or self._site, device.zone
+            h.readings.append(Reading("link_margin", float(f["margin"])))
+            if f["battery_level_unavailable"] or f["external_power_source"]:
+                why = "external power source" if f["external_power_source"] else "battery level unavailable"
+                h.readings.append(Reading("battery", math.nan, None, Quality.MISSING, f"batteryLevel: {why}"))
+            else:
+                h.readings.append(Reading("battery", f["battery_level"]))
+        elif kind in ("join", "log", "location"):
+            keep = {k: v for k, v in f.items() if k not in ("dev_eui", "application_id") and v not in (None, "")}
+            h.events.append((kind, json.dumps(keep, sort_keys=True)))
+        return h
+
+    def _uplink(self, up: Uplink, body: dict[str, Any], eui: str, ts_ns: int) -> Handled:
         f_cnt = _int(body.get("fCnt", 0), "fCnt")
         f_port = _int(body.get("fPort", 0), "fPort")
         data_b64 = body.get("data", "") or ""
@@ -79,11 +153,12 @@ class ChirpstackV4:
         if device is None:
             raise UnknownDevice(f"device {eui} is not in the registry (onboard it with a codec or field map)")
         h = Handled(Outcome.STORED, "up", site=device.site or self._site, zone=device.zone, device=eui,
-                    ts_ns=ts_ns)
+                    ts_ns=ts_ns, f_cnt=f_cnt)
         h.dedup_key = f"cs:{body['deduplicationId']}" if body.get("deduplicationId") else ""
         h.window_key = f"{eui}:{f_cnt}:{_digest(data)}"
         if not h.dedup_key:
             h.dedup_key = f"csup:{h.window_key}:{ts_ns}"
+        h.health = radio_readings(body.get("rxInfo"))
         if f_port == 0:
             h.outcome, h.detail = Outcome.STORED_EMPTY, "fPort 0 (MAC commands only)"
             return h
@@ -93,6 +168,7 @@ class ChirpstackV4:
             h.outcome = Outcome.STORED_EMPTY
             h.detail = "no measurement" + (f"; unmapped keys {decoded.unmapped}" if decoded.unmapped else "")
         return h
+
 
 def _int(v: Any, field: str) -> int:
     try:

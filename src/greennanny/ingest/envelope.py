@@ -33,8 +33,13 @@ class Handled:
     # ones): (raw fragment, reason, detail). Each is kept as a dead letter; the message's own
     # outcome reflects what was stored.
     rejected: list[tuple[bytes, str, str]] = field(default_factory=list)
-    # Device-level events found while decoding (frame-counter reset, join): (kind, detail).
+    # Device-level events found while decoding (join, log, location): (kind, detail).
     events: list[tuple[str, str]] = field(default_factory=list)
+    # Radio/link health of the device (RSSI, SNR, gateways): stored under the device's key but
+    # not a measurement, so they never make an otherwise empty uplink count as `stored`.
+    health: list[Reading] = field(default_factory=list)
+    # LoRaWAN frame counter of an uplink (None for other envelopes): frame-counter resets.
+    f_cnt: int | None = None
 
 
 def topic_matches(topic_filter: str, topic: str) -> bool:

@@ -23,13 +23,18 @@ class Deduper:
         for k, t in keys:
             self._exact[k] = t
 
-    def is_duplicate(self, exact: str, window: str, ts_ns: int, received_ns: int) -> bool:
-        """True when seen; otherwise remembers the message and returns False."""
+    def is_duplicate(self, exact: str, window: str, ts_ns: int, received_ns: int,
+                     window_ns: int | None = None) -> bool:
+        """True when seen; otherwise remembers the message and returns False.
+
+        `window_ns` overrides the window for one device (half its reporting interval).
+        """
         if exact and exact in self._exact:
             return True
-        if window and self.window_ns:
+        win = self.window_ns if window_ns is None else window_ns
+        if window and win:
             prev = self._window.get(window)
-            if prev is not None and abs(ts_ns - prev) <= self.window_ns:
+            if prev is not None and abs(ts_ns - prev) <= win:
                 return True
         if exact:
             self._exact[exact] = received_ns

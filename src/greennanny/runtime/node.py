@@ -39,7 +39,8 @@ def apply_config_devices(store: DuckDBStore, cfg: Config) -> int:
     """The config's [devices] win over the registry; each overridden record is logged."""
     n = 0
     for eui, d in cfg.devices.items():
-        rec = DeviceRecord(eui, d.codec, d.model, d.field_map, d.site or cfg.node.site, d.zone, d.name, "config")
+        rec = DeviceRecord(eui, d.codec, d.model, d.field_map, d.site or cfg.node.site, d.zone, d.name, "config",
+                           d.interval_s)
         prev = store.upsert_device(rec)
         if prev is not None:
             log.warning("device %s: config overrides the registry record %s", eui, prev)
@@ -62,7 +63,11 @@ def build_pipeline(cfg: Config, store: DuckDBStore, clock: Clock) -> IngestPipel
     routes = [Route(s.topic, handlers[s.format]) for s in cfg.mqtt.subscriptions]
     dedupe = Deduper(cfg.pipeline.dedup_window_s)
     dedupe.seed(store.recent_dedup_keys(clock.now_ns() - dedupe.retain_ns))
-    return IngestPipeline(routes, dedupe, clock, live=cfg.pipeline.mode == "live")
+    pipeline = IngestPipeline(routes, dedupe, clock, live=cfg.pipeline.mode == "live")
+    pipeline.intervals = {d.dev_eui: d.interval_s for d in store.devices() if d.interval_s}
+    if pipeline.live:
+        pipeline.first_seen = store.first_seen_by_device()
+    return pipeline
 
 
 @dataclass

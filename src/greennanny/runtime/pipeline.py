@@ -23,6 +23,7 @@ log = logging.getLogger("greennanny.pipeline")
 
 Y2000_NS = 946_684_800 * 1_000_000_000
 FUTURE_TOLERANCE_NS = 5 * 60 * 1_000_000_000
+MAX_BEFORE_FIRST_NS = 30 * 86_400 * 1_000_000_000
 
 
 @dataclass
@@ -38,6 +39,9 @@ class IngestPipeline:
         self.clock = clock
         self.live = live
         self.unmapped: Counter[str] = Counter()
+        self.f_cnts: dict[str, int] = {}  # last frame counter per device
+        self.first_seen: dict[str, int] = {}  # first accepted reading per device (live time sanity)
+        self.intervals: dict[str, int] = {}  # expected reporting interval (s) per device
 
     def _route(self, topic: str) -> object | None:
         for r in self.routes:
@@ -68,8 +72,11 @@ class IngestPipeline:
                 dup = self.deduper.is_duplicate(h.dedup_key, "", h.ts_ns, up.received_ns)
                 outcome = Outcome.DUPLICATE if dup else Outcome.NON_UPLINK
                 out.ledger.append(LedgerEntry(up.received_ns, up.topic, outcome.value, h.kind, h.dedup_key))
+                if not dup:
+                    out.device_events.extend((h.ts_ns, h.device, kind, detail) for kind, detail in h.events)
                 continue
-            if self.deduper.is_duplicate(h.dedup_key, h.window_key, h.ts_ns, up.received_ns):
+            if self.deduper.is_duplicate(h.dedup_key, h.window_key, h.ts_ns, up.received_ns,
+                                         window_ns=self._window_ns(h.device)):
                 out.ledger.append(LedgerEntry(up.received_ns, up.topic, Outcome.DUPLICATE.value, h.kind, ""))
                 continue
             bad_time = self._time_problem(h, now)
@@ -79,6 +86,9 @@ class IngestPipeline:
                 out.ledger.append(LedgerEntry(up.received_ns, up.topic, Outcome.QUARANTINED.value, h.kind,
                                               h.dedup_key))
                 continue
+            self._frame_counter(h, out)
+            for r in h.health:
+                builder.add(SeriesKey(h.site, h.zone, h.device, r.quantity), h.ts_ns, r.value, int(r.quality), r.reason)
             n = 0
             for r in h.readings:
                 ts = h.ts_ns if r.ts_ns is None else r.ts_ns
@@ -96,13 +106,39 @@ class IngestPipeline:
         out.batch = builder.build()
         return out
 
+    def _window_ns(self, device: str) -> int | None:
+        """The dedup window of a device: at most half its expected reporting interval."""
+        interval = self.intervals.get(device, 0)
+        return None if not interval else min(self.deduper.window_ns, interval * 1_000_000_000 // 2)
+
+    def _frame_counter(self, h: Handled, out: IngestCommit) -> None:
+        """A frame counter that goes back (device reboot, rejoin, 16/32-bit wrap) is an event.
+
+        All readings are kept: a reset is not a duplicate (dedupe ran before, within its window).
+        """
+        if h.f_cnt is None or not h.device:
+            return
+        prev = self.f_cnts.get(h.device)
+        self.f_cnts[h.device] = h.f_cnt
+        if prev is not None and h.f_cnt < prev:
+            kind = "fcnt_wrap" if prev >= 0xFFF0 and h.f_cnt < 0x10 else "fcnt_reset"
+            out.device_events.append((h.ts_ns, h.device, kind, f"fCnt {prev} -> {h.f_cnt}"))
+
     def _time_problem(self, h: Handled, now: int) -> str | None:
         stamps = [h.ts_ns] + [r.ts_ns for r in h.readings if r.ts_ns is not None] + [p.ts_ns for p in h.points if p.ts_ns]
+        first = self.first_seen.get(h.device) if h.device else None
         for t in stamps:
             if t < Y2000_NS:
                 return f"timestamp {t} ns is before 2000-01-01 (device clock not set?)"
-            if self.live and t > now + FUTURE_TOLERANCE_NS:
+            if not self.live:
+                continue
+            if t > now + FUTURE_TOLERANCE_NS:
                 return f"timestamp {t} ns is {(t - now) / 1e9:.0f} s ahead of the node clock"
+            if first is not None and t < first - MAX_BEFORE_FIRST_NS:
+                return (f"timestamp {t} ns is {(first - t) / 86400e9:.0f} days before the device's first accepted "
+                        f"reading (device clock reset?)")
+        if h.device and (first is None or h.ts_ns < first):
+            self.first_seen[h.device] = h.ts_ns
         return None
 
     @staticmethod

@@ -76,6 +76,7 @@ class DeviceRecord:
     zone: str
     name: str
     source: str  # "config" or "api"
+    interval_s: int = 0  # expected reporting interval, 0 = unknown
 
 
 class Store(Protocol):

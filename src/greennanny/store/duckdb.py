@@ -40,7 +40,7 @@ CREATE TABLE IF NOT EXISTS ledger (
 CREATE TABLE IF NOT EXISTS device_events (ts BIGINT, dev_eui VARCHAR, kind VARCHAR, detail VARCHAR);
 CREATE TABLE IF NOT EXISTS devices (
   dev_eui VARCHAR PRIMARY KEY, codec VARCHAR, model VARCHAR, field_map VARCHAR, site VARCHAR,
-  zone VARCHAR, name VARCHAR, source VARCHAR, updated_ns BIGINT);
+  zone VARCHAR, name VARCHAR, source VARCHAR, updated_ns BIGINT, interval_s INTEGER DEFAULT 0);
 CREATE TABLE IF NOT EXISTS forecast_runs (
   run_id BIGINT, series_id INTEGER, made_ns BIGINT, start_ns BIGINT, step_ns BIGINT, horizon INTEGER,
   model VARCHAR, backtest_mae DOUBLE, backtest_mase DOUBLE, runner_up VARCHAR,
@@ -215,21 +215,22 @@ class DuckDBStore:
         with self._lock:
             prev = self.device(d.dev_eui)
             self._con.execute(
-                "INSERT OR REPLACE INTO devices VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [d.dev_eui, d.codec, d.model, d.field_map, d.site, d.zone, d.name, d.source, time.time_ns()],
+                "INSERT OR REPLACE INTO devices VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [d.dev_eui, d.codec, d.model, d.field_map, d.site, d.zone, d.name, d.source, time.time_ns(),
+                 d.interval_s],
             )
             return prev if prev is not None and prev != d else None
 
     def device(self, dev_eui: str) -> DeviceRecord | None:
         row = self._cur().execute(
-            "SELECT dev_eui, codec, model, field_map, site, zone, name, source FROM devices WHERE dev_eui = ?",
+            "SELECT dev_eui, codec, model, field_map, site, zone, name, source, interval_s FROM devices WHERE dev_eui = ?",
             [dev_eui],
         ).fetchone()
         return DeviceRecord(*row) if row else None
 
     def devices(self) -> list[DeviceRecord]:
         rows = self._cur().execute(
-            "SELECT dev_eui, codec, model, field_map, site, zone, name, source FROM devices ORDER BY dev_eui"
+            "SELECT dev_eui, codec, model, field_map, site, zone, name, source, interval_s FROM devices ORDER BY dev_eui"
         ).fetchall()
         return [DeviceRecord(*r) for r in rows]
 
@@ -337,6 +338,12 @@ class DuckDBStore:
             "SELECT outcome || ':' || kind, count(*) FROM ledger GROUP BY 1 ORDER BY 1"
         ).fetchall()
         return {r: int(n) for r, n in rows}
+
+    def first_seen_by_device(self) -> dict[str, int]:
+        """Earliest stored reading per device (the live time-sanity rule's anchor)."""
+        rows = self._cur().execute(
+            "SELECT s.device, min(p.ts) FROM points p JOIN series s ON s.id = p.series_id GROUP BY 1").fetchall()
+        return {d: int(t) for d, t in rows}
 
     def recent_dedup_keys(self, since_ns: int) -> list[tuple[str, int]]:
         return [
