@@ -61,7 +61,13 @@ class DecodeError(InputError):
 
 
 class UnknownDevice(InputError):
+    """A device that is not in the registry; `device` is its id so it can be listed and onboarded."""
+
     reason = "unknown_device"
+
+    def __init__(self, message: str, *, device: str = "") -> None:
+        super().__init__(message)
+        self.device = device
 
 
 class StoreError(GreennannyError):

@@ -8,7 +8,6 @@ route but /health needs `Authorization: Bearer <token>` (or the dashboard cookie
 from __future__ import annotations
 
 import hmac
-from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from greennanny import __version__
 from greennanny.api import errors
 from greennanny.api.batch_codec import batch_from_arrow
+from greennanny.api.registry_routes import registry_router
 from greennanny.config import Config
 from greennanny.ingest.timeparse import any_to_ns
 from greennanny.store.base import SeriesInfo
@@ -134,9 +134,7 @@ def create_app(cfg: Config, store: DuckDBStore, node: Any = None) -> FastAPI:
     def outcomes() -> dict[str, Any]:
         return {"outcomes": store.outcome_counts(), "detail": store.outcome_detail()}
 
-    @app.get("/devices", dependencies=guarded)
-    def devices() -> list[dict[str, Any]]:
-        return [asdict(d) for d in store.devices()]
+    app.include_router(registry_router(cfg, store, node), dependencies=guarded)
 
     @app.post("/ingest/batch", dependencies=guarded)
     async def ingest_batch(request: Request) -> dict[str, Any]:

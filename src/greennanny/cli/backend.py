@@ -36,6 +36,9 @@ class Backend:
         r = self.client.get(path, params={k: v for k, v in params.items() if v is not None})
         return self._json(r)
 
+    def post(self, path: str, body: Any = None) -> Any:
+        return self._json(self.client.post(path, json=body))
+
     def write_batch(self, batch: Batch) -> dict[str, Any]:
         r = self.client.post("/ingest/batch", content=batch_to_ipc(batch),
                              headers={"content-type": "application/vnd.apache.arrow.stream"})

@@ -223,6 +223,16 @@ def deadletters_list(reason: str = typer.Option(None, help="Only this reason, e.
     if as_json:
         print_json(body)
         return
-    console.print("by reason: " + json.dumps(body["counts"]))
+    console.print("by reason (all kept): " + json.dumps(body["counts"]))
     for r in body["items"]:
         console.print(f"{r['received']}  {r['reason']:<16} {r['topic']}\n    {r['detail']}\n    raw: {r['payload_text'][:160]}")
+
+
+@deadletters_app.command("replay")
+@friendly
+def deadletters_replay(reason: str = typer.Option(None, help="Only dead letters with this reason."),
+                       config: Path = ConfigOpt, via: str = ViaOpt) -> None:
+    """Decode kept dead letters again with the current registry and config (after a fix)."""
+    with open_backend(resolve_config(config), prefer=via) as b:
+        res = b.post("/deadletters/replay" + (f"?reason={reason}" if reason else ""))
+    console.print(f"replayed via {b.via}: " + json.dumps(res), soft_wrap=True)

@@ -127,7 +127,7 @@ class ChirpstackV4:
         if kind == "status":
             device = self._devices(eui)
             if device is None:
-                raise UnknownDevice(f"device {eui} is not in the registry (status event)")
+                raise UnknownDevice(f"device {eui} is not in the registry (status event)", device=eui)
             h.outcome, h.site, h.zone = Outcome.STORED, device.site or self._site, device.zone
             h.readings.append(Reading("link_margin", float(f["margin"])))
             if f["battery_level_unavailable"] or f["external_power_source"]:
@@ -151,7 +151,8 @@ class ChirpstackV4:
                               reason="bad_base64") from None
         device = self._devices(eui)
         if device is None:
-            raise UnknownDevice(f"device {eui} is not in the registry (onboard it with a codec or field map)")
+            raise UnknownDevice(f"device {eui} is not in the registry (onboard it with a codec or field map)",
+                                device=eui)
         h = Handled(Outcome.STORED, "up", site=device.site or self._site, zone=device.zone, device=eui,
                     ts_ns=ts_ns, f_cnt=f_cnt)
         h.dedup_key = f"cs:{body['deduplicationId']}" if body.get("deduplicationId") else ""

@@ -48,14 +48,27 @@ def apply_config_devices(store: DuckDBStore, cfg: Config) -> int:
     return n
 
 
+class DeviceCache:
+    """Registry lookups for the hot path; cleared whenever the registry changes (onboarding)."""
+
+    def __init__(self, store: DuckDBStore) -> None:
+        self.store = store
+        self._cache: dict[str, DeviceRecord] = {}
+
+    def __call__(self, eui: str) -> DeviceRecord | None:
+        rec = self._cache.get(eui)
+        if rec is None:
+            rec = self.store.device(eui)
+            if rec is not None:
+                self._cache[eui] = rec
+        return rec
+
+    def clear(self) -> None:
+        self._cache.clear()
+
+
 def build_pipeline(cfg: Config, store: DuckDBStore, clock: Clock) -> IngestPipeline:
-    cache: dict[str, DeviceRecord | None] = {}
-
-    def lookup(eui: str) -> DeviceRecord | None:
-        if eui not in cache or cache[eui] is None:
-            cache[eui] = store.device(eui)
-        return cache[eui]
-
+    lookup = DeviceCache(store)
     handlers = build_handlers(lookup, codecs(), cfg.node.site)
     missing = sorted({s.format for s in cfg.mqtt.subscriptions} - set(handlers))
     if missing:
@@ -64,7 +77,8 @@ def build_pipeline(cfg: Config, store: DuckDBStore, clock: Clock) -> IngestPipel
     dedupe = Deduper(cfg.pipeline.dedup_window_s)
     dedupe.seed(store.recent_dedup_keys(clock.now_ns() - dedupe.retain_ns))
     pipeline = IngestPipeline(routes, dedupe, clock, live=cfg.pipeline.mode == "live")
-    pipeline.intervals = {d.dev_eui: d.interval_s for d in store.devices() if d.interval_s}
+    pipeline.devices = lookup
+    pipeline.refresh_devices()
     if pipeline.live:
         pipeline.first_seen = store.first_seen_by_device()
     return pipeline

@@ -8,9 +8,11 @@ letter with its reason and the raw bytes, so no payload can stop ingest.
 from __future__ import annotations
 
 import logging
+import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from greennanny.errors import DecodeError, InputError
 from greennanny.ingest.envelope import Handled, topic_matches
@@ -42,6 +44,14 @@ class IngestPipeline:
         self.f_cnts: dict[str, int] = {}  # last frame counter per device
         self.first_seen: dict[str, int] = {}  # first accepted reading per device (live time sanity)
         self.intervals: dict[str, int] = {}  # expected reporting interval (s) per device
+        self.devices: Any = None  # the registry lookup the handlers use (has .clear() and .store)
+        self._lock = threading.Lock()  # the ingest thread and a dead-letter replay share dedupe state
+
+    def refresh_devices(self) -> None:
+        """Forget cached registry records (after onboarding) and re-read reporting intervals."""
+        if self.devices is not None:
+            self.devices.clear()
+            self.intervals = {d.dev_eui: d.interval_s for d in self.devices.store.devices() if d.interval_s}
 
     def _route(self, topic: str) -> object | None:
         for r in self.routes:
@@ -50,6 +60,10 @@ class IngestPipeline:
         return None
 
     def process(self, uplinks: Sequence[Uplink]) -> IngestCommit:
+        with self._lock:
+            return self._process(uplinks)
+
+    def _process(self, uplinks: Sequence[Uplink]) -> IngestCommit:
         out = IngestCommit(batch=None)  # type: ignore[arg-type]
         builder = BatchBuilder()
         now = self.clock.now_ns()
@@ -60,7 +74,7 @@ class IngestPipeline:
                     raise InputError(f"no subscription format matches topic {up.topic!r}", reason="unknown_topic")
                 h: Handled = handler.handle(up)  # type: ignore[attr-defined]
             except InputError as exc:
-                self._dead(out, up, exc.reason, _describe(exc))
+                self._dead(out, up, exc.reason, _describe(exc), getattr(exc, "device", ""))
                 continue
             except Exception as exc:
                 log.exception("handler failed on topic %s", up.topic)
@@ -142,8 +156,8 @@ class IngestPipeline:
         return None
 
     @staticmethod
-    def _dead(out: IngestCommit, up: Uplink, reason: str, detail: str) -> None:
-        out.deadletters.append(DeadLetter(up.received_ns, up.topic, up.payload, reason, detail))
+    def _dead(out: IngestCommit, up: Uplink, reason: str, detail: str, device: str = "") -> None:
+        out.deadletters.append(DeadLetter(up.received_ns, up.topic, up.payload, reason, detail, device=device))
         out.ledger.append(LedgerEntry(up.received_ns, up.topic, Outcome.DEAD_LETTER.value, reason, ""))
 
 

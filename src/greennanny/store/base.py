@@ -38,6 +38,7 @@ class DeadLetter:
     reason: str
     detail: str
     source: str = "mqtt"
+    device: str = ""  # the device the message came from, where the envelope could tell
 
 
 @dataclass(frozen=True, slots=True)

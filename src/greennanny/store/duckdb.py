@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS series (
 CREATE TABLE IF NOT EXISTS points (series_id INTEGER, ts BIGINT, value DOUBLE, quality UTINYINT);
 CREATE TABLE IF NOT EXISTS point_notes (series_id INTEGER, ts BIGINT, reason VARCHAR);
 CREATE TABLE IF NOT EXISTS deadletters (
-  received_ns BIGINT, topic VARCHAR, payload BLOB, reason VARCHAR, detail VARCHAR, source VARCHAR);
+  received_ns BIGINT, topic VARCHAR, payload BLOB, reason VARCHAR, detail VARCHAR, source VARCHAR,
+  device VARCHAR DEFAULT '');
 CREATE TABLE IF NOT EXISTS ledger (
   received_ns BIGINT, topic VARCHAR, outcome VARCHAR, kind VARCHAR, dedup_key VARCHAR, points INTEGER);
 CREATE TABLE IF NOT EXISTS device_events (ts BIGINT, dev_eui VARCHAR, kind VARCHAR, detail VARCHAR);
@@ -185,8 +186,9 @@ class DuckDBStore:
             res = self._write_points(commit.batch)
             if commit.deadletters:
                 self._con.executemany(
-                    "INSERT INTO deadletters VALUES (?, ?, ?, ?, ?, ?)",
-                    [(d.received_ns, d.topic, d.payload, d.reason, d.detail, d.source) for d in commit.deadletters],
+                    "INSERT INTO deadletters VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(d.received_ns, d.topic, d.payload, d.reason, d.detail, d.source, d.device)
+                     for d in commit.deadletters],
                 )
             if commit.ledger:
                 led = pd.DataFrame(
@@ -314,15 +316,65 @@ class DuckDBStore:
         return int(_one(self._cur(), "SELECT count(*) FROM points"))
 
     def deadletters(self, *, reason: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        sql = "SELECT received_ns, topic, payload, reason, detail, source FROM deadletters"
+        sql = "SELECT received_ns, topic, payload, reason, detail, source, device FROM deadletters"
         args: list[Any] = []
         if reason:
             sql += " WHERE reason = ?"
             args.append(reason)
         sql += " ORDER BY received_ns DESC LIMIT ?"
         args.append(limit)
-        cols = ("received_ns", "topic", "payload", "reason", "detail", "source")
+        cols = ("received_ns", "topic", "payload", "reason", "detail", "source", "device")
         return [dict(zip(cols, r)) for r in self._cur().execute(sql, args).fetchall()]
+
+    def unknown_devices(self, samples: int = 3) -> list[dict[str, Any]]:
+        """Devices whose messages were kept as `unknown_device`, with counts and sample payloads."""
+        rows = self._cur().execute(
+            "SELECT device, count(*), min(received_ns), max(received_ns), "
+            "list(payload ORDER BY received_ns DESC)[1:?], list(DISTINCT topic)[1:3] FROM deadletters "
+            "WHERE reason = 'unknown_device' GROUP BY device ORDER BY 2 DESC", [samples]).fetchall()
+        return [{"device": d, "messages": int(n), "first_ns": int(lo), "last_ns": int(hi),
+                 "samples": [bytes(p) for p in ps], "topics": list(ts)} for d, n, lo, hi, ps, ts in rows]
+
+    def replay_deadletters(self, process: Any, *, reason: str | None = None) -> dict[str, int]:
+        """Run kept dead letters through `process` (the current pipeline) again.
+
+        Those that now succeed leave the dead-letter table, their points are stored, and their
+        ledger row takes the new outcome, all in one transaction, so a message still has
+        exactly one outcome. Those that fail again stay, with their newest reason.
+        """
+        from greennanny.model import Uplink
+
+        with self._lock:
+            sql = "SELECT rowid, received_ns, topic, payload, source FROM deadletters WHERE source <> 'quarantine'"
+            args: list[Any] = []
+            if reason:
+                sql += " AND reason = ?"
+                args.append(reason)
+            rows = self._con.execute(sql + " ORDER BY received_ns", args).fetchall()
+            if not rows:
+                return {"replayed": 0}
+            ups = [Uplink(topic, bytes(payload), int(t)) for _, t, topic, payload, _ in rows]
+            commit = process(ups)
+            fixed = [(r, e) for r, e in zip(rows, commit.ledger, strict=True) if e.outcome != "dead_letter"]
+            counts: dict[str, int] = {"replayed": len(rows)}
+            for _, e in fixed:
+                counts[e.outcome] = counts.get(e.outcome, 0) + 1
+            counts["still_dead"] = len(rows) - len(fixed)
+            commit.deadletters = []  # the failures are already kept; do not keep them twice
+            commit.ledger = []
+
+            def run() -> None:
+                self._write_points(commit.batch)
+                for (rowid, t, topic, _, _), e in fixed:
+                    self._con.execute("DELETE FROM deadletters WHERE rowid = ?", [rowid])
+                    self._con.execute(
+                        "UPDATE ledger SET outcome = ?, kind = ?, dedup_key = ?, points = ? WHERE received_ns = ? "
+                        "AND topic = ? AND outcome = 'dead_letter'", [e.outcome, e.kind, e.dedup_key, e.points, t, topic])
+                if commit.device_events:
+                    self._con.executemany("INSERT INTO device_events VALUES (?, ?, ?, ?)", commit.device_events)
+
+            self._transaction(run)
+            return counts
 
     def deadletter_counts(self) -> dict[str, int]:
         rows = self._cur().execute("SELECT reason, count(*) FROM deadletters GROUP BY 1 ORDER BY 2 DESC").fetchall()
