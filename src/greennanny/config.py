@@ -119,9 +119,12 @@ class DeviceConfig(_Section):
     interval_s: int = Field(0, ge=0, le=7 * 86400, description="Expected reporting interval in seconds (0: unknown); bounds the dedup window and flags silent devices.")
 
     @model_validator(mode="after")
-    def _one_way(self) -> DeviceConfig:
-        if not self.codec and not self.field_map:
-            raise ValueError("needs a codec (with model) or a field_map")
+    def _usable(self) -> DeviceConfig:
+        from greennanny.ingest.device_check import device_problem
+
+        problem = device_problem(self.codec, self.model, self.field_map)
+        if problem:
+            raise ValueError(problem)
         return self
 
 

@@ -70,7 +70,7 @@ def _agc2018_reference(column: str) -> tuple[np.ndarray, np.ndarray]:
         .dt.tz_convert("UTC")
     )
     keep = utc.notna().to_numpy()
-    return utc[keep].astype("int64").to_numpy(), df[column].to_numpy(np.float64)[keep]
+    return utc[keep].dt.as_unit("ns").astype("int64").to_numpy(), df[column].to_numpy(np.float64)[keep]
 
 
 def _synthetic(column: str) -> tuple[np.ndarray, np.ndarray]:

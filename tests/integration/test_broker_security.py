@@ -56,7 +56,7 @@ def node_cfg(tmp_path: Path, url: str, ca: Path | None, password: str) -> dict:
 
 
 def test_node_over_tls_with_credentials_stores_messages_and_logs_no_secret(secure_broker, tmp_path, caplog):
-    broker, tls_port, ca = secure_broker
+    _, tls_port, ca = secure_broker
     cfg = config_from_dict(node_cfg(tmp_path, f"mqtts://127.0.0.1:{tls_port}", ca, PASSWORD), base_dir=tmp_path)
     with caplog.at_level(logging.DEBUG):
         node = Node(cfg)

@@ -70,3 +70,24 @@ def test_sigkill_mid_replay_then_restart_stores_every_message_once(mosquitto, tm
     # Every message has one stored outcome; redeliveries after the kill, if any, are duplicates.
     assert outcomes["stored"] == N
     assert set(outcomes) <= {"stored", "duplicate"}
+
+
+def test_sigterm_stops_the_node_cleanly_like_ctrl_c(mosquitto, tmp_path):
+    """systemd and docker stop send SIGTERM: the node must close its store, not die mid-write."""
+    import signal
+
+    port = free_port()
+    cfg = write_config(tmp_path / "node.toml", broker_url=mosquitto.url, api_port=port, data_dir=tmp_path / "data")
+    node = NodeProcess(cfg, tmp_path / "node.log")
+    node.start(f"http://127.0.0.1:{port}")
+    publish(mosquitto.url, messages()[:100])
+    time.sleep(1.0)
+    assert node.proc is not None
+    node.proc.send_signal(signal.SIGTERM)
+    assert node.proc.wait(timeout=20) == 0
+    assert "stopping" in (tmp_path / "node.log").read_text()
+    store = DuckDBStore(tmp_path / "data" / "greennanny.duckdb")
+    try:
+        assert store.count_points() == 100
+    finally:
+        store.close()

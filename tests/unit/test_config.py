@@ -71,3 +71,25 @@ def test_sample_lists_every_section():
     s = sample_config()
     for sec in ("[node]", "[api]", "[mqtt]", "[pipeline]", "[forecast]", "[[mqtt.subscriptions]]"):
         assert s.count(sec) >= 1
+
+
+def test_config_check_catches_unknown_codec_model_and_field_map():
+    for dev, bad in (({"codec": "milesite"}, "codec 'milesite' unknown"),
+                     ({"codec": "milesight", "model": "EM300-THX"}, "model 'EM300-THX' unknown"),
+                     ({"field_map": "rbs305-athx"}, "field_map 'rbs305-athx' unknown")):
+        with pytest.raises(ConfigError) as e:
+            config_from_dict({"devices": {"24e124136b316543": {"zone": "h1", **dev}}})
+        assert "devices.24e124136b316543" in str(e.value) and bad in str(e.value)
+
+
+def test_most_specific_topic_filter_wins_whatever_the_config_order():
+    from greennanny.ingest.json_topic import JsonTopic
+    from greennanny.runtime.clock import FakeClock
+    from greennanny.runtime.dedupe import Deduper
+    from greennanny.runtime.pipeline import IngestPipeline, Route
+
+    general, specific = JsonTopic(), JsonTopic()
+    p = IngestPipeline([Route("greennanny/+/+/+", general), Route("greennanny/senml/+/+", specific)],
+                       Deduper(0), FakeClock(0))
+    assert p._route("greennanny/senml/gh/h1") is specific
+    assert p._route("greennanny/gh/h1/dev") is general

@@ -206,8 +206,9 @@ def test_utc_offsets_and_bad_time_format_are_refused(tmp_path: Path) -> None:
     path = _write(tmp_path, "time,T\n2024-01-01T00:00:00+01:00,1\n2024-07-01T00:00:00+02:00,2\n")
     with pytest.raises(InputError, match=r"column 'time' has UTC offsets"):
         read_climate_csv(path, _spec())
+    naive = _write(tmp_path, "time,T\n2024-01-01T00:00:00,1\n")
     with pytest.raises(ConfigError, match=r"time_format '%Q'"):
-        read_climate_csv(path, _spec(time_format="%Q"))
+        read_climate_csv(naive, _spec(time_format="%Q"))
 
 
 def test_missing_column_error_names_column_and_lists_available(tmp_path: Path) -> None:

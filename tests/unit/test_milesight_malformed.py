@@ -16,11 +16,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from greennanny.decoders.base import Decoded, Reading
-from greennanny.decoders.milesight import TABLES, MilesightDecoder
+from greennanny.decoders.milesight import TABLES, Channel, Field, MilesightDecoder
 from greennanny.errors import DecodeError
 from greennanny.model import Quality
 
 REQUIRED = ("EM300-TH", "EM320-TH", "AM307", "AM308", "EM500-CO2")
+# Controllers whose frames carry numbered channels and type-selected data (index/selector rows).
+UC = ("UC300", "UC501", "UC511", "UC512")
+FUZZED = (*REQUIRED, *UC)
 VECTORS_FILE = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "milesight.json"
 DECODER = MilesightDecoder()
 
@@ -50,6 +53,16 @@ TRUNCATIONS = [
     ("AM308", "ms-074", 21, 2, "channel 0x20 type 0xce (history) needs 20 bytes"),
     # 017564 03671901 046873 057D6704 0673|68 -- pressure at byte 14, data at 16
     ("EM500-CO2", "ms-027", 17, 16, "channel 0x06 type 0x73 (pressure) needs 2 bytes"),
+    # 09670201 0A67|02 -- the second PT100 at byte 4, its data at 6
+    ("UC300", "ms-004", 7, 6, "channel 0x0a type 0x67 (pt100_2) needs 2 bytes"),
+    # FF19|00 02 02 0B -- Modbus channel 1, length 2, int16: the chosen type needs 2 more bytes
+    ("UC300", "ms-007", 6, 2, "channel 0xff type 0x19 (modbus) needs 5 bytes"),
+    # FF0E|09 26 1027 -- Modbus channel 3, input int32 (4 bytes), two of them sent
+    ("UC501", "ms-013", 6, 2, "channel 0xff type 0x0e (modbus) needs 6 bytes"),
+    # 08DB|02 + 17 of the 36 bytes of an SDI-12 response
+    ("UC501", "ms-015", 20, 2, "channel 0x08 type 0xdb (sdi-12) needs 37 bytes"),
+    # 20CE|3FA10964 17 000000 -- the 9-byte valve history record minus its last byte
+    ("UC512", "ms-023", 10, 2, "channel 0x20 type 0xce (history) needs 9 bytes"),
 ]
 
 
@@ -107,7 +120,7 @@ def test_empty_payload(model: str) -> None:
     assert caught.value.offset == 0
 
 
-@pytest.mark.parametrize("model", [None, "", "EM300-XX", "UC300"])
+@pytest.mark.parametrize("model", [None, "", "EM300-XX", "UC502"])
 def test_unknown_model(model: str | None) -> None:
     with pytest.raises(DecodeError) as caught:
         DECODER.decode(bytes.fromhex("01755C"), model=model)
@@ -131,25 +144,101 @@ def check_any_outcome(payload: bytes, model: str) -> None:
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-@pytest.mark.parametrize("model", REQUIRED)
+@pytest.mark.parametrize("model", FUZZED)
 @FUZZ
 @given(payload=st.binary(max_size=64))
 def test_random_bytes_raise_only_decode_error(model: str, payload: bytes) -> None:
     check_any_outcome(payload, model)
 
 
-def frames(model: str) -> st.SearchStrategy[bytes]:
-    """Runs of the model's real channel headers with random data, so decoding goes deep."""
-    headers = st.sampled_from(sorted(TABLES[model]))
-    record = st.tuples(headers, st.binary(max_size=24)).map(lambda t: bytes(t[0]) + t[1])
+def _put(buf: bytearray, at: int, f: Field, value: int) -> None:
+    """Writes `value` into the bytes (or `bits`) that field `f` reads at `at`."""
+    word = int.from_bytes(buf[at : at + f.size], "little")
+    shift, width = f.bits or (0, 8 * f.size)
+    mask = ((1 << width) - 1) << shift
+    word = (word & ~mask) | ((value << shift) & mask)
+    buf[at : at + f.size] = word.to_bytes(f.size, "little")
+
+
+@st.composite
+def channel_data(draw: Any, spec: Channel) -> bytes:
+    """Random data shaped like the table row: a valid channel number, data type and length."""
+    buf, at, todo = bytearray(), 0, list(spec.fields)
+    length: tuple[int, Field] | None = None
+    while todo:
+        f = todo.pop(0)
+        if len(buf) < at + f.size:
+            buf += draw(st.binary(min_size=f.size, max_size=f.size))
+        if f.role == "index":
+            top = (1 << (f.bits[1] if f.bits else 8 * f.size)) - 1
+            _put(buf, at, f, draw(st.integers(max(0, 1 - f.add), top)))
+        elif f.role == "length":
+            length = (at, f)
+        elif f.cases is not None:
+            kind = draw(st.sampled_from(sorted(f.cases)))
+            _put(buf, at, f, kind)
+            if length is not None:
+                _put(buf, length[0], length[1], sum(c.size for c in f.cases[kind] if not c.shares_next))
+            todo[:0] = f.cases[kind]
+        if not f.shares_next:
+            at += f.size
+    return bytes(buf)
+
+
+def well_formed_frames(model: str) -> st.SearchStrategy[bytes]:
+    """Runs of the model's channels, each with data its table row accepts."""
+    table = TABLES[model]
+    record = st.sampled_from(sorted(table)).flatmap(
+        lambda pair: channel_data(table[pair]).map(lambda data: bytes(pair) + data)
+    )
     return st.lists(record, min_size=1, max_size=6).map(b"".join)
 
 
-@pytest.mark.parametrize("model", REQUIRED)
+def frames(model: str) -> st.SearchStrategy[bytes]:
+    """Runs of the model's real channel headers with random or well-formed data, so decoding goes deep."""
+    headers = st.sampled_from(sorted(TABLES[model]))
+    random_record = st.tuples(headers, st.binary(max_size=40)).map(lambda t: bytes(t[0]) + t[1])
+    shaped = well_formed_frames(model)
+    return st.lists(st.one_of(random_record, shaped), min_size=1, max_size=6).map(b"".join)
+
+
+@pytest.mark.parametrize("model", FUZZED)
 @FUZZ
 @given(data=st.data())
 def test_valid_headers_with_random_data_raise_only_decode_error(model: str, data: Any) -> None:
     check_any_outcome(data.draw(frames(model)), model)
+
+
+@pytest.mark.parametrize("model", sorted(TABLES))
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_frames_shaped_by_the_table_always_decode(model: str, data: Any) -> None:
+    """Every row is self-consistent: data it describes decodes, whatever the values are."""
+    payload = data.draw(well_formed_frames(model))
+    decoded = DECODER.decode(payload, model=model)
+    assert decoded.object
+    check_any_outcome(payload, model)
+
+
+def test_numbered_names_follow_an_index_and_lengths_precede_a_selector() -> None:
+    """A `{n}` name without an index before it would silently become `_0`: a table bug."""
+
+    def check(fields: tuple[Field, ...], indexed: bool, where: str) -> None:
+        length = False
+        for f in fields:
+            indexed = indexed or f.role == "index"
+            assert "{n}" not in f.name or indexed, f"{where}: {f.name} has no index before it"
+            if f.role == "length":
+                length = True
+            if f.cases is not None:
+                length = False
+                for case in f.cases.values():
+                    check(case, indexed, where)
+        assert not length, f"{where}: a length field with no selector after it"
+
+    for model, table in TABLES.items():
+        for (cid, ctype), spec in table.items():
+            check(spec.fields, False, f"{model} {cid:02x}{ctype:02x}")
 
 
 # --- readings -------------------------------------------------------------------------------
@@ -215,3 +304,99 @@ def test_probe_error_value_is_missing_with_reason_and_vendor_alias() -> None:
 def test_unmapped_keys_are_listed() -> None:
     decoded = DECODER.decode(bytes.fromhex("056A4900"), model="AM107")
     assert decoded.unmapped == ["activity"] and decoded.readings == []
+
+
+# --- UC controllers: numbered channels and type-selected data --------------------------------
+
+
+def decode_error(hex_frame: str, model: str) -> DecodeError:
+    with pytest.raises(DecodeError) as caught:
+        DECODER.decode(bytes.fromhex(hex_frame), model=model)
+    return caught.value
+
+
+def test_uc300_modbus_length_that_contradicts_the_data_type_is_rejected_at_the_length_byte() -> None:
+    # FF19 | channel 00, length 03, type 02 (int16 = 2 bytes)
+    err = decode_error("FF1900030201000000", "UC300")
+    assert (err.field, err.offset) == ("modbus", 3)
+    assert "modbus data length 3 at offset 3" in str(err)
+
+
+def test_uc300_unknown_modbus_data_type_names_its_offset() -> None:
+    err = decode_error("FF1900020C0100", "UC300")
+    assert (err.field, err.offset) == ("modbus", 4)
+    assert "unknown modbus data type 0x0c at offset 4" in str(err)
+
+
+def test_uc300_modbus_value_formats_follow_the_data_type() -> None:
+    frame = (
+        "FF19000282FFFF"  # chn 1: signed int16 -> -1
+        "FF190104080A000B00"  # chn 2: int32 AB -> first half 10
+        "FF190204090A000B00"  # chn 3: int32 CD -> second half 11
+        "FF1903040500004040"  # chn 4: float 3.0
+        "FF19040405FFFFFFFF"  # chn 5: float NaN -> no value
+        "FF1905010001"  # chn 6: coil on
+        "FF1506"  # chn 7: read error
+    )
+    obj = DECODER.decode(bytes.fromhex(frame), model="UC300").object
+    assert obj["modbus_chn_1"] == -1
+    assert (obj["modbus_chn_2"], obj["modbus_chn_3"], obj["modbus_chn_4"]) == (10, 11, 3.0)
+    assert obj["modbus_chn_5_error"] == "not a finite number" and "modbus_chn_5" not in obj
+    assert obj["modbus_chn_6"] == "on"
+    assert obj["modbus_chn_7_alarm"] == "read error"
+
+
+def test_uc300_analog_statistics_are_half_floats_unmapped() -> None:
+    decoded = DECODER.decode(bytes.fromhex("0BE20044004400440044"), model="UC300")
+    assert decoded.object == {"adc_1": 4.0, "adc_1_max": 4.0, "adc_1_min": 4.0, "adc_1_avg": 4.0}
+    assert decoded.readings == [] and decoded.unmapped == ["adc_1", "adc_1_max", "adc_1_min", "adc_1_avg"]
+
+
+def test_uc501_modbus_channel_byte_below_the_first_channel_is_rejected() -> None:
+    # UC50x numbers Modbus channels from byte 7 (= channel 1); 06 would be channel 0
+    err = decode_error("FF0E062610270000", "UC501")
+    assert (err.field, err.offset) == ("modbus", 2)
+    assert "not a channel number" in str(err)
+
+
+def test_uc501_sdi12_text_stops_at_the_first_nul_and_takes_any_byte() -> None:
+    text = b"0+\xb01\r\n" + b"\x00" + b"junk"
+    data = b"\x00" + text + bytes(36 - len(text))  # SDI-12 channel 1, then 36 bytes
+    obj = DECODER.decode(bytes.fromhex("08DB") + data, model="UC501").object
+    assert obj["sdi12_1"] == "0+\u00b01\r\n"
+
+
+def test_uc501_history_record_reads_each_gpio_as_its_kind_at_its_own_timestamp() -> None:
+    record = (
+        "20DC3FA10964"  # history, timestamp 1678352703
+        "0205000000"  # gpio 1 as a counter: 5
+        "0001000000"  # gpio 2 as a digital input: high
+        "24FAFFFF"  # adc 1: -1500 / 1000
+        "E8030000"  # adc 2: 1000 / 1000
+    )
+    decoded = DECODER.decode(bytes.fromhex(record), model="UC501")
+    (hist,) = decoded.object["history"]
+    assert hist == {"timestamp": 1678352703, "gpio_counter_1": 5, "gpio_2": "high", "adc_1": -1.5, "adc_2": 1.0}
+    assert decoded.object["vendor_aliases"] == {"gpio_2": "gpio_input_2", "adc_1": "analog_input_1",
+                                                 "adc_2": "analog_input_2"}
+    assert "history.gpio_counter_1" in decoded.unmapped
+    bad = decode_error(record[:12] + "03" + record[14:], "UC501")
+    assert (bad.field, bad.offset) == ("history", 6)
+
+
+@pytest.mark.parametrize("model", ["UC511", "UC512"])
+def test_uc51x_history_names_the_valve_its_status_byte_selects(model: str) -> None:
+    # status 0x01: bit 4 clear -> valve 1, bit 0 open, bit 1 clear -> counter mode; pulse 300
+    decoded = DECODER.decode(bytes.fromhex("20CE3FA10964012C010000"), model=model)
+    assert decoded.object["history"] == [
+        {"timestamp": 1678352703, "valve_1": "open", "mode": "counter", "gpio_1": "off", "valve_1_pulse": 300}
+    ]
+    assert decoded.readings == []
+    assert decoded.unmapped == ["history.valve_1", "history.mode", "history.gpio_1", "history.valve_1_pulse"]
+
+
+def test_uc51x_failed_valve_control_is_an_error_value_with_the_vendor_name() -> None:
+    decoded = DECODER.decode(bytes.fromhex("01755C0301FF"), model="UC512")
+    assert decoded.object["valve_1_error"] == "delay control failed"
+    assert decoded.object["vendor_aliases"] == {"valve_1_error": "valve_1_result"}
+    assert [r.quantity for r in decoded.readings] == ["battery"]

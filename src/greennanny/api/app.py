@@ -77,7 +77,8 @@ def create_app(cfg: Config, store: DuckDBStore, node: Any = None) -> FastAPI:
         out: dict[str, Any] = {"status": "ok", "version": __version__}
         if node is not None:
             out.update(mqtt_connected=node.mqtt.connected.is_set(), messages=node.stats.messages,
-                       points=node.stats.points)
+                       points_ingested=node.stats.points)
+        out["points_stored"] = store.count_points()
         return out
 
     @app.get("/series", dependencies=guarded)

@@ -14,7 +14,7 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from greennanny.config import Config
-from greennanny.ingest.field_maps import FIELD_MAPS
+from greennanny.ingest.device_check import device_problem
 from greennanny.runtime.clock import SystemClock
 from greennanny.store.base import DeviceRecord
 from greennanny.store.duckdb import DuckDBStore
@@ -41,19 +41,9 @@ class DeviceIn(BaseModel):
 
 
 def _check(d: DeviceIn) -> None:
-    from greennanny.runtime.node import codecs
-
-    if not d.codec and not d.field_map:
-        raise HTTPException(400, f"device {d.dev_eui}: needs a codec (with model) or a field_map")
-    if d.codec and d.codec not in codecs():
-        raise HTTPException(400, f"device {d.dev_eui}: codec {d.codec!r} unknown; known: {sorted(codecs())}")
-    if d.field_map and d.field_map not in FIELD_MAPS:
-        raise HTTPException(400, f"device {d.dev_eui}: field_map {d.field_map!r} unknown; known: {sorted(FIELD_MAPS)}")
-    if d.codec == "milesight":
-        from greennanny.decoders.milesight import MODELS
-
-        if d.model.upper() not in {m.upper() for m in MODELS}:
-            raise HTTPException(400, f"device {d.dev_eui}: Milesight model {d.model!r} unknown; known: {sorted(MODELS)}")
+    problem = device_problem(d.codec, d.model, d.field_map)
+    if problem:
+        raise HTTPException(400, f"device {d.dev_eui}: {problem}")
 
 
 def registry_router(cfg: Config, store: DuckDBStore, node: Any = None) -> APIRouter:

@@ -35,6 +35,16 @@ def resolve_config(path: Path | None) -> Config:
     return config_from_dict({}, base_dir=Path.cwd())
 
 
+def stop_on_sigterm() -> None:
+    """SIGTERM (systemd stop, docker stop) shuts down like Ctrl-C: flush, close, stop the broker."""
+    import signal
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 

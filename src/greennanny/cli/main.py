@@ -9,7 +9,7 @@ import typer
 
 from greennanny import __version__
 from greennanny.cli import config_cmd, data_cmds, devices_cmd, series_cmd
-from greennanny.cli.common import ConfigOpt, friendly, resolve_config
+from greennanny.cli.common import ConfigOpt, friendly, resolve_config, stop_on_sigterm
 
 app = typer.Typer(help="greennanny: edge node for greenhouses and vertical farms.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -39,6 +39,7 @@ def run(config: Path = ConfigOpt, verbose: bool = typer.Option(False, "-v", "--v
     """Run the edge node: MQTT ingest, store, forecasts and the API, until Ctrl-C."""
     from greennanny.runtime.server import serve_node
 
+    stop_on_sigterm()
     _logging(verbose)
     serve_node(resolve_config(config))
 
@@ -56,6 +57,7 @@ def demo(once: bool = typer.Option(False, "--once", help="Run to completion, pri
     """Broker + node + API on real greenhouse data (or the simulator): import, replay, forecast, serve."""
     from greennanny.runtime.demo import run_demo
 
+    stop_on_sigterm()
     _logging(verbose)
     if not verbose:
         logging.getLogger().setLevel(logging.WARNING)

@@ -56,40 +56,65 @@ def radio_readings(rx_info: Any) -> list[Reading]:
 
 
 def facts(kind: str, body: dict[str, Any]) -> dict[str, Any]:
-    """The key facts of an event with protobuf-JSON defaults applied (what tests compare)."""
-    info = body.get("deviceInfo") or {}
+    """The key facts of an event with protobuf-JSON defaults applied (what tests compare).
+
+    Every number goes through `_int`/`_float`, so a wrong type is a DecodeError naming the field.
+    """
+    info = _obj(body, "deviceInfo")
     out: dict[str, Any] = {"dev_eui": str(info.get("devEui", "")).lower(),
                            "application_id": info.get("applicationId")}
     if kind == "up":
         rx = body.get("rxInfo") or []
+        rx = rx if isinstance(rx, list) else []
         data = body.get("data") or ""
-        tx = body.get("txInfo") or {}
-        out.update(f_port=int(body.get("fPort", 0)), f_cnt=int(body.get("fCnt", 0)),
-                   confirmed=bool(body.get("confirmed", False)),
-                   payload_hex=base64.b64decode(data).hex().upper() if data else "",
-                   rx_count=len(rx), has_object="object" in body,
-                   frequency=tx.get("frequency"),
-                   spreading_factor=((tx.get("modulation") or {}).get("lora") or {}).get("spreadingFactor"))
-        if rx:
+        tx = _obj(body, "txInfo")
+        lora = _obj(_obj(tx, "modulation"), "lora")
+        try:
+            payload_hex = base64.b64decode(data).hex().upper() if data else ""
+        except (binascii.Error, ValueError, TypeError):
+            raise DecodeError(f"data={str(data)[:40]!r} is not valid base64", field="data", reason="bad_base64") from None
+        out.update(f_port=_int(body.get("fPort", 0), "fPort"), f_cnt=_int(body.get("fCnt", 0), "fCnt"),
+                   confirmed=bool(body.get("confirmed", False)), payload_hex=payload_hex,
+                   rx_count=len(rx), has_object="object" in body, frequency=tx.get("frequency"),
+                   spreading_factor=lora.get("spreadingFactor"))
+        if rx and isinstance(rx[0], dict):
             out.update(rx0_rssi=rx[0].get("rssi"), rx0_snr=rx[0].get("snr"), rx0_gateway_id=rx[0].get("gatewayId"))
     elif kind == "status":
-        out.update(margin=int(body.get("margin", 0)), battery_level=float(body.get("batteryLevel", 0.0)),
+        out.update(margin=_int(body.get("margin", 0), "margin"),
+                   battery_level=_float(body.get("batteryLevel", 0.0), "batteryLevel"),
                    external_power_source=bool(body.get("externalPowerSource", False)),
                    battery_level_unavailable=bool(body.get("batteryLevelUnavailable", False)))
     elif kind == "join":
         out.update(dev_addr=body.get("devAddr"))
     elif kind == "ack":
-        out.update(acknowledged=bool(body.get("acknowledged", False)), f_cnt_down=int(body.get("fCntDown", 0)),
-                   queue_item_id=body.get("queueItemId"))
+        out.update(acknowledged=bool(body.get("acknowledged", False)),
+                   f_cnt_down=_int(body.get("fCntDown", 0), "fCntDown"), queue_item_id=body.get("queueItemId"))
     elif kind == "txack":
-        out.update(f_cnt_down=int(body.get("fCntDown", 0)), queue_item_id=body.get("queueItemId"))
+        out.update(f_cnt_down=_int(body.get("fCntDown", 0), "fCntDown"), queue_item_id=body.get("queueItemId"))
     elif kind == "log":
         out.update(level=body.get("level", "INFO"), code=body.get("code", "UNKNOWN"),
                    description=body.get("description", ""))
     elif kind == "location":
-        loc = body.get("location") or {}
+        loc = _obj(body, "location")
         out.update(latitude=loc.get("latitude"), longitude=loc.get("longitude"), altitude=loc.get("altitude"))
     return out
+
+
+def _obj(parent: dict[str, Any], key: str) -> dict[str, Any]:
+    v = parent.get(key) or {}
+    if not isinstance(v, dict):
+        raise DecodeError(f"{key} is JSON {type(v).__name__}, expected an object", field=key,
+                          reason="invalid_envelope")
+    return v
+
+
+def _float(v: Any, field: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        raise DecodeError(f"{field}={v!r} is not a number", field=field, reason="invalid_envelope")
+    try:
+        return float(v)
+    except ValueError:
+        raise DecodeError(f"{field}={v!r} is not a number", field=field, reason="invalid_envelope") from None
 
 
 class ChirpstackV4:
@@ -113,11 +138,16 @@ class ChirpstackV4:
         if not isinstance(body, dict):
             raise DecodeError(f"payload is JSON {type(body).__name__}, expected an object", field="payload",
                               reason="invalid_envelope")
-        info = body.get("deviceInfo") or {}
+        info = body.get("deviceInfo", {})
+        if not isinstance(info, dict):
+            raise DecodeError(f"deviceInfo is JSON {type(info).__name__}, expected an object", field="deviceInfo",
+                              reason="invalid_envelope")
         eui = str(info.get("devEui") or parts[3]).lower()
         if eui != parts[3].lower():
             raise DecodeError(f"deviceInfo.devEui={eui!r} does not match the topic's {parts[3]!r}",
                               field="deviceInfo.devEui", reason="invalid_envelope")
+        if "time" in body and not isinstance(body["time"], str):
+            raise DecodeError(f"time={body['time']!r} is not an RFC 3339 string", field="time", reason="bad_timestamp")
         ts_ns = iso_to_ns(body["time"], field="time") if "time" in body else up.received_ns
         if kind == "up":
             return self._uplink(up, body, eui, ts_ns)
@@ -172,6 +202,8 @@ class ChirpstackV4:
 
 
 def _int(v: Any, field: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, str)):
+        raise DecodeError(f"{field}={v!r} is not an integer", field=field, reason="invalid_envelope")
     try:
         return int(v)
     except (TypeError, ValueError):

@@ -209,6 +209,12 @@ def _rows(
 ) -> tuple[np.ndarray, np.ndarray, pd.Index, pd.DatetimeIndex, list[RejectedCell]]:
     """Rows with a usable time and zone: (row positions, zone codes, zone names, local times)."""
     time_text = body[spec.time_col].str.strip()
+    # Checked on the text, before parsing: pandas 2 warns about mixed offsets, pandas 3 raises.
+    if time_text.str.contains(r"(?:[Zz]|[+-]\d\d:?\d\d)$", regex=True, na=False).any():
+        raise InputError(
+            f"column {spec.time_col!r} has UTC offsets; this reader takes local wall-clock times",
+            reason="time_offsets",
+        )
     try:
         with warnings.catch_warnings():  # mixed offsets: pandas warns, then we refuse them below
             warnings.simplefilter("ignore", FutureWarning)

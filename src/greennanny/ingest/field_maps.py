@@ -45,6 +45,16 @@ FIELD_MAPS: dict[str, dict[str, FieldSpec]] = {
     },
     # Dragino SW3L flow meter: only status uplinks (battery volts) in the archive.
     "dragino-sw3l": {"BAT": FieldSpec("battery_voltage")},
+    # Any decoder that names its outputs temperature/humidity/co2 (degC, %RH, ppm), e.g. field fault BR-02.
+    "generic-th-co2": {"temperature": FieldSpec("air_temperature"), "humidity": FieldSpec("relative_humidity"),
+                       "co2": FieldSpec("co2")},
+    # Dragino LHT65: SHT20 air temperature/humidity; TempC_DS is the optional external DS18B20 probe
+    # (in greenhouses usually in the substrate). 327.67 there means "no probe" (a sentinel).
+    "dragino-lht65": {"BatV": FieldSpec("battery_voltage"), "Hum_SHT": FieldSpec("relative_humidity"),
+                      "TempC_SHT": FieldSpec("air_temperature"), "TempC_DS": FieldSpec("soil_temperature")},
+    # Dragino LSE01 soil moisture/EC/temperature (EC in uS/cm).
+    "dragino-lse01": {"Bat": FieldSpec("battery_voltage"), "temp_SOIL": FieldSpec("soil_temperature"),
+                      "water_SOIL": FieldSpec("soil_moisture"), "conduct_SOIL": FieldSpec("soil_ec")},
 }
 
 # ChirpStack device-profile names seen in the field -> field map name.

@@ -36,7 +36,8 @@ def is_chirpstack_archive(path: Path) -> bool:
 
 def chirpstack_archive_messages(path: Path) -> list[Message]:
     df = pd.read_csv(path, usecols=["time", "event_kind", "deviceInfo.devEui", "event_json"])
-    times = pd.to_datetime(df["time"], utc=True, format="ISO8601").astype("int64").to_numpy()
+    # as_unit("ns") first: pandas 3 may infer ms/us resolution, and int64 is then not nanoseconds.
+    times = pd.to_datetime(df["time"], utc=True, format="ISO8601").dt.as_unit("ns").astype("int64").to_numpy()
     out = []
     for t, kind, eui, ev in zip(times, df["event_kind"], df["deviceInfo.devEui"], df["event_json"]):
         app = json.loads(ev)["deviceInfo"]["applicationId"]

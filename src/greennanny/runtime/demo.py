@@ -73,6 +73,9 @@ def run_demo(*, once: bool, broker: str | None, data_dir: Path, port: int, simul
     data_dir = data_dir.resolve()
     fresh_dir(data_dir)
     shared_dir = None if simulator else find_shared(shared)
+    if shared_dir is None:
+        why = "--simulator given" if simulator else "no shared/data folder beside the checkout (use --shared DIR)"
+        console.print(f"running the built-in greenhouse simulator: {why}")
     mosq = None
     if broker is None:
         mosq = Mosquitto(MosquittoConfig(data_dir=data_dir / "mosquitto"))

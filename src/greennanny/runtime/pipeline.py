@@ -36,7 +36,10 @@ class Route:
 
 class IngestPipeline:
     def __init__(self, routes: Sequence[Route], deduper: Deduper, clock: Clock, *, live: bool = True) -> None:
-        self.routes = list(routes)
+        # The most specific filter wins (greennanny/senml/+/+ before greennanny/+/+/+), whatever the
+        # order in the config: more literal levels first, a trailing # last.
+        self.routes = sorted(routes, key=lambda r: (-sum(p not in ("+", "#") for p in r.topic_filter.split("/")),
+                                                    r.topic_filter.endswith("#")))
         self.deduper = deduper
         self.clock = clock
         self.live = live

@@ -127,7 +127,7 @@
         parts.push(h.mqtt_connected ? "MQTT connected" : "MQTT disconnected");
         if (!h.mqtt_connected) level = "warn";
       }
-      if (h.points !== undefined) parts.push(`${h.points.toLocaleString("en")} points`);
+      if (h.points_stored !== undefined) parts.push(`${h.points_stored.toLocaleString("en")} points stored`);
       health.querySelector(".label").textContent = parts.join(" · ");
       health.dataset.level = level;
       setError("health", null);
