@@ -1,11 +1,11 @@
 # Two commands on a fresh Debian machine (see README): `make demo` and `make test`.
-# Each installs what it needs: Debian packages (mosquitto, chromium + driver, python3-venv)
+# Each installs what it needs: Debian packages (mosquitto, influxdb, chromium + driver, python3-venv)
 # when missing, and the Python virtual environment in .venv.
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := mosquitto mosquitto-clients chromium chromium-driver python3-venv
+APT_PACKAGES := mosquitto mosquitto-clients influxdb chromium chromium-driver python3-venv
 DEMO_ARGS ?=
 
 .PHONY: demo test setup system lint
@@ -20,7 +20,7 @@ setup: system $(VENV)/.installed
 
 system:
 	@need=""; \
-	for b in mosquitto chromium chromedriver; do \
+	for b in mosquitto mosquitto_sub influxd chromium chromedriver; do \
 	  command -v $$b >/dev/null 2>&1 || [ -x /usr/sbin/$$b ] || need=1; \
 	done; \
 	python3 -c "import ensurepip" >/dev/null 2>&1 || need=1; \

@@ -80,3 +80,25 @@ def test_decode_cli_reads_a_chirpstack_event_from_stdin(shared_dir):
     assert out["outcome"] == "stored"
     assert {p["quantity"]: p["value"] for p in out["points"]} == {"air_temperature": -4.0,
                                                                     "relative_humidity": 64.0}
+
+
+def test_decode_cli_line_protocol_keeps_the_good_line_and_names_the_bad_one():
+    body = ("climate,device=p1 air_temperature=21.5,relative_humidity=60 1700000000000000001\n"
+            "bad line here\n")
+    r = gn("decode", "--format", "line-protocol", stdin=body)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert {(p["quantity"], p["value"], p["ts"]) for p in out["points"]} == {
+        ("air_temperature", 21.5, "2023-11-14T22:13:20.000000001Z"),
+        ("relative_humidity", 60.0, "2023-11-14T22:13:20.000000001Z")}
+    assert [x["detail"].split(":")[0] for x in out["rejected"]] == ["line 2"]
+
+
+def test_decode_cli_senml_resolves_base_fields():
+    pack = json.dumps([{"bn": "urn:dev:ow:10e2073a01080063:", "bt": 1.7e9, "bu": "Cel", "n": "temp", "v": 23.1},
+                       {"n": "temp", "t": 60, "v": 23.4}])
+    r = gn("decode", "--format", "senml", stdin=pack)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert [(p["quantity"], p["value"], p["ts"]) for p in out["points"]] == [
+        ("air_temperature", 23.1, "2023-11-14T22:13:20Z"), ("air_temperature", 23.4, "2023-11-14T22:14:20Z")]

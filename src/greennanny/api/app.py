@@ -37,10 +37,17 @@ WEB = Path(__file__).resolve().parent.parent / "web"
 
 
 def iso(ns: int | None) -> str | None:
+    """UTC RFC 3339 with as many fractional digits as the instant needs (up to nanoseconds)."""
     if ns is None:
         return None
-    return datetime.fromtimestamp(ns // 1_000_000_000, tz=UTC).replace(
-        microsecond=(ns % 1_000_000_000) // 1000).isoformat().replace("+00:00", "Z")
+    secs, frac = divmod(int(ns), 1_000_000_000)
+    base = datetime.fromtimestamp(secs, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    if frac == 0:
+        return base + "Z"
+    digits = f"{frac:09d}"
+    if frac % 1000 == 0:
+        digits = digits[:6]  # microseconds suffice (keeps ms/us data short and readable)
+    return f"{base}.{digits}Z"
 
 
 def series_json(s: SeriesInfo) -> dict[str, Any]:
@@ -136,6 +143,9 @@ def create_app(cfg: Config, store: DuckDBStore, node: Any = None) -> FastAPI:
         return {"outcomes": store.outcome_counts(), "detail": store.outcome_detail()}
 
     app.include_router(registry_router(cfg, store, node), dependencies=guarded)
+    if cfg.influx_write.enabled:  # InfluxDB 1.x answers and its own auth rule: see influx_compat
+        from greennanny.api.influx_compat import influx_router
+        app.include_router(influx_router(cfg, store, node))
 
     @app.post("/ingest/batch", dependencies=guarded)
     async def ingest_batch(request: Request) -> dict[str, Any]:

@@ -134,56 +134,88 @@ def _replay(file: Path, broker: str | None, speed: str, limit: int, config: Path
     console.print(f"published {len(msgs)} messages, {acked} acknowledged by the broker")
 
 
-@friendly
-def decode_cmd(payload: str = typer.Argument(None, help="Hex or base64 payload (for --codec); omit to read a message from stdin."),
+FORMAT_TOPICS = {  # a plausible topic per envelope, when --topic is not given
+    "chirpstack-v4": "application/app/device/{eui}/event/up",
+    "chirpstack-v3": "application/1/device/{eui}/event/up",
+    "ttn-v3": "v3/app@ttn/devices/device/up",
+    "json": "greennanny/site/zone/device",
+    "line-protocol": "greennanny/lp",
+    "senml": "greennanny/senml/site/zone",
+}
+
+
+def decode_cmd(payload: str = typer.Argument(None, help="Hex or base64 payload (for --codec without --format)."),
                codec: str = typer.Option(None, help="Payload codec, e.g. milesight."),
                model: str = typer.Option(None, help="Device model for the codec, e.g. AM307."),
-               fmt: str = typer.Option(None, "--format", help="Envelope of a message read from stdin: chirpstack-v4, json."),
+               field_map: str = typer.Option(None, help="With --format: map the server-decoded object by this field map."),
+               fmt: str = typer.Option(None, "--format", help="Envelope of a message read from stdin: "
+                                       + ", ".join(FORMAT_TOPICS) + "."),
                topic: str = typer.Option(None, help="Topic for --format (default: a plausible one).")) -> None:
-    """Decode one payload offline and print {"object", "points"} as JSON."""
+    """Decode one payload (or, with --format, one whole message from stdin) offline; print JSON."""
+    friendly(_decode)(payload, codec, model, field_map, fmt, topic)
+
+
+def _decode(payload: str | None, codec: str | None, model: str | None, field_map: str | None, fmt: str | None,
+            topic: str | None) -> None:
     from greennanny.runtime.node import codecs
 
+    if fmt:
+        print_json(_decode_envelope(fmt, sys.stdin.buffer.read(), topic, codec or "", model or "", field_map or ""))
+        return
     if codec:
         if payload is None:
             raise ConfigError("give the payload as hex or base64")
-        data = _bytes(payload)
         dec = codecs().get(codec)
         if dec is None:
             raise ConfigError(f"--codec {codec!r} unknown; known: {', '.join(codecs())}")
-        out = dec.decode(data, model=model)
+        out = dec.decode(_bytes(payload), model=model)
         print_json({"object": out.object, "points": [_reading(r) for r in out.readings], "unmapped": out.unmapped})
-        return
-    if fmt:
-        print_json(_decode_envelope(fmt, sys.stdin.buffer.read(), topic))
         return
     raise ConfigError("give --codec (with a payload) or --format (message on stdin)")
 
 
-def _decode_envelope(fmt: str, raw: bytes, topic: str | None) -> dict[str, Any]:
-    from greennanny.ingest.chirpstack import ChirpstackV4, parse_json
-    from greennanny.ingest.json_topic import JsonTopic
+def _decode_envelope(fmt: str, raw: bytes, topic: str | None, codec: str, model: str, field_map: str) -> dict[str, Any]:
+    """Run one message through the same handler the node uses, with a one-device registry.
+
+    The device is the one the message names; how its payload decodes comes from --codec/--model or
+    --field-map, else (ChirpStack) from the device-profile name when a shipped field map fits.
+    """
+    from greennanny.ingest.field_maps import PROFILE_FIELD_MAPS
+    from greennanny.ingest.registry import build_handlers
     from greennanny.model import Uplink
     from greennanny.runtime.node import codecs
     from greennanny.store.base import DeviceRecord
 
-    if fmt == "chirpstack-v4":
-        body = parse_json(raw)
-        eui = str(body.get("deviceInfo", {}).get("devEui", "0000000000000000")).lower()
-        app_id = body.get("deviceInfo", {}).get("applicationId", "app")
-        t = topic or f"application/{app_id}/device/{eui}/event/up"
-        from greennanny.ingest.field_maps import PROFILE_FIELD_MAPS
+    if fmt not in FORMAT_TOPICS:
+        raise ConfigError(f"--format {fmt!r} unknown; known: {', '.join(FORMAT_TOPICS)}")
+    fmap = field_map
+    if not codec and not fmap:
+        try:
+            profile = json.loads(raw).get("deviceInfo", {}).get("deviceProfileName", "")
+        except (ValueError, AttributeError):
+            profile = ""
+        fmap = PROFILE_FIELD_MAPS.get(profile, "")
 
-        prof = body.get("deviceInfo", {}).get("deviceProfileName", "")
-        dev = DeviceRecord(eui, "", "", PROFILE_FIELD_MAPS.get(prof, ""), "site", "zone", "", "decode")
-        if not dev.field_map:
-            raise ConfigError(f"no field map for device profile {prof!r}; known: {sorted(PROFILE_FIELD_MAPS)}")
-        h = ChirpstackV4(lambda e: dev, codecs(), "site").handle(Uplink(t, raw, 0))
-    elif fmt == "json":
-        h = JsonTopic().handle(Uplink(topic or "greennanny/site/zone/device", raw, 0))
-    else:
-        raise ConfigError(f"--format {fmt!r} unknown; known: chirpstack-v4, json")
-    return {"outcome": h.outcome.value, "kind": h.kind, "device": h.device,
-            "points": [_reading(r, h.ts_ns) for r in h.readings], "unmapped": h.unmapped, "detail": h.detail}
+    def lookup(eui: str) -> DeviceRecord | None:
+        return DeviceRecord(eui, codec, model, fmap, "site", "zone", "", "decode") if (codec or fmap) else None
+
+    handlers = build_handlers(lookup, codecs(), "site")
+    handler = handlers.get(fmt.replace("-", "_"))
+    if handler is None:
+        raise ConfigError(f"--format {fmt!r} is not available in this build")
+    eui = "0000000000000000"
+    try:
+        body = json.loads(raw)
+        eui = str(body.get("deviceInfo", {}).get("devEui") or eui).lower()
+    except (ValueError, AttributeError):
+        pass
+    h = handler.handle(Uplink(topic or FORMAT_TOPICS[fmt].format(eui=eui), raw, 0))
+    points = [_reading(r, h.ts_ns) for r in h.readings]
+    points += [{**_reading(p, h.ts_ns), "series": str(p.key)} for p in h.points]
+    return {"outcome": h.outcome.value, "kind": h.kind, "device": h.device, "points": points,
+            "health": [_reading(r, h.ts_ns) for r in h.health], "unmapped": h.unmapped, "detail": h.detail,
+            "rejected": [{"reason": r, "detail": d} for _, r, d in h.rejected],
+            "events": [{"kind": k, "detail": d} for k, d in h.events]}
 
 
 def _bytes(text: str) -> bytes:
@@ -199,13 +231,15 @@ def _bytes(text: str) -> bytes:
 
 
 def _reading(r: Any, default_ts: int | None = None) -> dict[str, Any]:
+    """A Reading or a keyed Point as JSON."""
     from greennanny.api.app import iso
 
-    ts = r.ts_ns if r.ts_ns is not None else default_ts
+    quantity = r.quantity if hasattr(r, "quantity") else r.key.quantity
+    ts = r.ts_ns if r.ts_ns else default_ts
     value = None if not np.isfinite(r.value) else r.value
-    return {"quantity": r.quantity, "value": value, "unit": QUANTITIES[r.quantity].unit,
+    return {"quantity": quantity, "value": value, "unit": QUANTITIES[quantity].unit,
             "ts": iso(ts) if ts else None, "quality": r.quality.name.lower(), "reason": r.reason,
-            **({"channel": r.channel} if r.channel else {})}
+            **({"channel": r.channel} if getattr(r, "channel", "") else {})}
 
 
 deadletters_app = typer.Typer(help="Messages that could not be decoded, kept with their reason.", no_args_is_help=True)
