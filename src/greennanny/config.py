@@ -69,6 +69,7 @@ class MqttConfig(_Section):
 class PipelineConfig(_Section):
     batch_max_messages: int = Field(2000, ge=1, le=100000, description="Messages per store commit at most.")
     batch_max_wait_ms: int = Field(200, ge=1, le=10000, description="Longest a message waits before its batch commits (and is acked).")
+    batch_idle_ms: int = Field(5, ge=1, le=10000, description="A batch commits early when no message arrived for this long: a broker that has sent its whole in-flight window waits for our acks, so waiting longer only stalls.")
     dedup_window_s: int = Field(120, ge=0, le=86400, description="Same devEUI+fCnt+payload within this window is a duplicate.")
     mode: Literal["live", "backfill"] = Field("live", description="live: device times more than 5 min ahead of the node clock are quarantined; backfill: accept historical data as it comes.")
 

@@ -304,7 +304,10 @@ class BatchBuilder:
     def add(self, key: SeriesKey, ts_ns: int, value: float, quality: int = 0, reason: str | None = None) -> None:
         if reason:
             self._reasons[len(self._ts)] = reason
-        self._idx.append(self._keys.setdefault(key, len(self._keys)))
+        idx = self._keys.get(key)
+        if idx is None:
+            idx = self._keys[key] = len(self._keys)
+        self._idx.append(idx)
         self._ts.append(ts_ns)
         self._val.append(value)
         self._qual.append(quality)

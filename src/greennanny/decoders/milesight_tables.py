@@ -8,7 +8,7 @@ Per-model differences live here as data (`Field` and `Channel` rows); the decodi
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
@@ -73,18 +73,23 @@ class Field:
     add: int = 0
     cases: Mapping[int, tuple[Field, ...]] | None = None
 
-    @property
-    def size(self) -> int:
-        if self.fmt.startswith("x"):
-            return int(self.fmt[1:])
-        for formats in (INTS, FLOATS, TEXTS):
-            if self.fmt in formats:
-                return formats[self.fmt][0]
-        raise KeyError(f"unknown field format {self.fmt!r}")
+    # Derived once in __post_init__: the decoder reads them for every field of every frame.
+    size: int = field(init=False, repr=False, compare=False)
+    is_output: bool = field(init=False, repr=False, compare=False)
 
-    @property
-    def is_output(self) -> bool:
-        return bool(self.name) and not self.role and self.cases is None
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "size", _size(self.fmt))
+        object.__setattr__(self, "is_output", bool(self.name) and not self.role and self.cases is None)
+
+
+def _size(fmt: str) -> int:
+    """Bytes a field of this format takes on the wire."""
+    if fmt.startswith("x"):
+        return int(fmt[1:])
+    for formats in (INTS, FLOATS, TEXTS):
+        if fmt in formats:
+            return formats[fmt][0]
+    raise KeyError(f"unknown field format {fmt!r}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ SENTINELS: dict[str, tuple[float, ...]] = {
     "leaf_temperature": (327.67, -327.68),
     "*": (-214748000.0, -2147483648.0, 2147483647.0, 65535.0 * 1000),
 }
+_SENTINEL_FLOOR = min(abs(s) for group in SENTINELS.values() for s in group) - 1e-6
 
 
 def coerce_value(key: str, raw: Any, quantity: str, scale: float = 1.0) -> tuple[float, Quality, str | None]:
@@ -47,9 +48,10 @@ def coerce_value(key: str, raw: Any, quantity: str, scale: float = 1.0) -> tuple
     if not math.isfinite(value):
         return math.nan, Quality.MISSING, f"{key}={raw!r} is not a finite number"
     value *= scale
-    for s in SENTINELS.get(quantity, ()) + SENTINELS["*"]:
-        if math.isclose(value, s, rel_tol=0, abs_tol=1e-9):
-            return math.nan, Quality.MISSING, f"{key}={raw!r} is the sentinel for no reading"
+    if abs(value) >= _SENTINEL_FLOOR:  # every sentinel is large: most readings skip the loop
+        for s in SENTINELS.get(quantity, ()) + SENTINELS["*"]:
+            if abs(value - s) <= 1e-9:
+                return math.nan, Quality.MISSING, f"{key}={raw!r} is the sentinel for no reading"
     quality, reason = check_physical_range(QUANTITIES[quantity], value)
     if reason:
         reason = f"{key}: {reason}"

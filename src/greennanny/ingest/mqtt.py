@@ -26,7 +26,7 @@ log = logging.getLogger("greennanny.mqtt")
 
 
 class MqttInput:
-    def __init__(self, cfg: MqttConfig, inbox: queue.Queue[Uplink], clock: Clock, *,
+    def __init__(self, cfg: MqttConfig, inbox: queue.SimpleQueue[Uplink], clock: Clock, *,
                  password: str | None = None, client_id: str | None = None) -> None:
         self.cfg = cfg
         self.inbox = inbox

@@ -101,7 +101,7 @@ class Node:
         self.store = DuckDBStore(cfg.store_path)
         apply_config_devices(self.store, cfg)
         self.pipeline = build_pipeline(cfg, self.store, self.clock)
-        self.inbox: queue.Queue[Uplink] = queue.Queue()
+        self.inbox: queue.SimpleQueue[Uplink] = queue.SimpleQueue()
         self.mqtt = MqttInput(cfg.mqtt, self.inbox, self.clock, password=cfg.mqtt_password(),
                               client_id=client_id)
         self.stats = NodeStats()
@@ -125,21 +125,34 @@ class Node:
             self._threads.append(t)
 
     def _ingest_loop(self) -> None:
-        max_n = self.cfg.pipeline.batch_max_messages
-        max_wait = self.cfg.pipeline.batch_max_wait_ms / 1000
+        """Gather a batch, commit it, ack it; repeat.
+
+        A batch ends at `batch_max_messages`, at `batch_max_wait_ms` after its first message, or
+        when the inbox stayed empty for `batch_idle_ms`. The idle rule matters: a broker sends at
+        most its in-flight window (max_inflight_messages) before it waits for PUBACKs, and we ack
+        only after the commit, so waiting for a full batch that cannot come would stall ingest.
+        """
+        pcfg = self.cfg.pipeline
+        max_n, max_wait, idle = pcfg.batch_max_messages, pcfg.batch_max_wait_ms / 1000, pcfg.batch_idle_ms / 1000
+        get, get_nowait = self.inbox.get, self.inbox.get_nowait
         while not self._stop.is_set():
             try:
-                first = self.inbox.get(timeout=0.2)
+                first = get(timeout=0.2)
             except queue.Empty:
                 continue
             batch = [first]
             deadline = time.monotonic() + max_wait
             while len(batch) < max_n:
+                try:
+                    batch.append(get_nowait())
+                    continue
+                except queue.Empty:
+                    pass
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 try:
-                    batch.append(self.inbox.get(timeout=left))
+                    batch.append(get(timeout=min(left, idle)))
                 except queue.Empty:
                     break
             self._commit(batch)

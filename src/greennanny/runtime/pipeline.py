@@ -48,6 +48,7 @@ class IngestPipeline:
         self.first_seen: dict[str, int] = {}  # first accepted reading per device (live time sanity)
         self.intervals: dict[str, int] = {}  # expected reporting interval (s) per device
         self.devices: Any = None  # the registry lookup the handlers use (has .clear() and .store)
+        self._keys: dict[tuple[str, str, str, str], SeriesKey] = {}
         self._lock = threading.Lock()  # the ingest thread and a dead-letter replay share dedupe state
 
     def refresh_devices(self) -> None:
@@ -70,6 +71,7 @@ class IngestPipeline:
         out = IngestCommit(batch=None)  # type: ignore[arg-type]
         builder = BatchBuilder()
         now = self.clock.now_ns()
+        key = self._key
         for up in uplinks:
             try:
                 handler = self._route(up.topic)
@@ -105,12 +107,12 @@ class IngestPipeline:
                 continue
             self._frame_counter(h, out)
             for r in h.health:
-                builder.add(SeriesKey(h.site, h.zone, h.device, r.quantity), h.ts_ns, r.value, int(r.quality), r.reason)
+                builder.add(key(h.site, h.zone, h.device, r.quantity), h.ts_ns, r.value, int(r.quality), r.reason)
             n = 0
             for r in h.readings:
                 ts = h.ts_ns if r.ts_ns is None else r.ts_ns
-                q = h.device + (f"-{r.channel}" if r.channel else "")
-                builder.add(SeriesKey(h.site, h.zone, q, r.quantity), ts, r.value, int(r.quality), r.reason)
+                q = f"{h.device}-{r.channel}" if r.channel else h.device
+                builder.add(key(h.site, h.zone, q, r.quantity), ts, r.value, int(r.quality), r.reason)
                 n += 1
             for p in h.points:
                 builder.add(p.key, p.ts_ns or h.ts_ns, p.value, int(p.quality), p.reason)
@@ -122,6 +124,16 @@ class IngestPipeline:
             out.ledger.append(LedgerEntry(up.received_ns, up.topic, h.outcome.value, h.kind, h.dedup_key, n))
         out.batch = builder.build()
         return out
+
+    def _key(self, site: str, zone: str, device: str, quantity: str) -> SeriesKey:
+        """The series key, made once per series: a batch names the same few series thousands of times."""
+        t = (site, zone, device, quantity)
+        k = self._keys.get(t)
+        if k is None:
+            if len(self._keys) > 100_000:  # bounded: series come and go over months
+                self._keys.clear()
+            k = self._keys[t] = SeriesKey(site, zone, device, quantity)
+        return k
 
     def _window_ns(self, device: str) -> int | None:
         """The dedup window of a device: at most half its expected reporting interval."""
