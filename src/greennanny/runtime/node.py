@@ -168,8 +168,7 @@ class Node:
                 log.error("store commit failed, retrying in 2 s: %s", exc)
                 if self._stop.wait(2):
                     return
-        for up in batch:  # receive order
-            self.mqtt.ack(up)
+        self.mqtt.ack_batch(batch)  # receive order, one write
         s = self.stats
         s.messages += len(batch)
         s.batches += 1
