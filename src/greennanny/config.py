@@ -7,13 +7,14 @@ wrong key or value fails at load with the dotted key path and the value given.
 
 from __future__ import annotations
 
+import difflib
 import os
 import secrets
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from greennanny.errors import ConfigError
 from greennanny.model import QUANTITIES
@@ -39,6 +40,45 @@ class Subscription(_Section):
     topic: str = Field(description="MQTT topic filter (+ and # wildcards).")
     format: Literal["chirpstack_v4", "chirpstack_v3", "ttn_v3", "json", "line_protocol", "senml"] = Field(
         description="Envelope of messages on this filter.")
+    template: str = Field("", description="json only: the devices' own topic layout, levels {site}, {zone}, {device} (required) and {quantity} named, + ignored, the rest literal (for example /sys/+/{site}/{device}/thing/event/property/post). Empty: greennanny/<site>/<zone>/<device>.")
+    fields: str = Field("", description="With a template: dotted path to the object that holds the readings (for example params); empty: the top level.")
+    zone: str = Field("", description="With a template: zone of devices when the template has no {zone} and the device registry does not know the device (empty: default).")
+    aliases: dict[str, str] = Field(default_factory=dict, description="With a template: vendor key or {quantity} level text -> canonical quantity, for example { temp = \"air_temperature\" }.")
+    availability: bool = Field(False, description="With a template: the payload is the device's availability (online/offline), recorded as a device event, not a measurement.")
+
+    @field_validator("template")
+    @classmethod
+    def _template(cls, v: str, info: ValidationInfo) -> str:
+        if not v:
+            return v
+        if "format" in info.data and info.data["format"] != "json":
+            raise ValueError(f"a template is only for format \"json\", not {info.data['format']!r}")
+        from greennanny.ingest.topic_template import TopicTemplate
+
+        problem = TopicTemplate.parse(v).filter_problem(info.data["topic"]) if "topic" in info.data else None
+        if problem:
+            raise ValueError(f"template {v!r} does not agree with topic {info.data['topic']!r}: {problem}")
+        return v
+
+    @field_validator("fields", "zone", "aliases", "availability")
+    @classmethod
+    def _needs_template(cls, v: Any, info: ValidationInfo) -> Any:
+        if v and "template" in info.data and not info.data["template"]:
+            raise ValueError(f"{info.field_name} = {v!r} needs a template (and format \"json\")")
+        if info.field_name == "fields" and v and not all(v.split(".")):
+            raise ValueError(f"fields = {v!r} has an empty part; write a dotted path such as params or data.values")
+        if info.field_name == "aliases":
+            for key, q in v.items():
+                if q not in QUANTITIES:
+                    near = difflib.get_close_matches(q, QUANTITIES, n=3)
+                    hint = f"; did you mean {', '.join(near)}?" if near else "; see model.QUANTITIES"
+                    raise ValueError(f"aliases.{key} = {q!r} is not a known quantity{hint}")
+        if info.field_name == "availability" and v:
+            tpl = info.data.get("template", "")
+            if "{quantity}" in tpl or info.data.get("fields") or info.data.get("aliases"):
+                raise ValueError("availability = true takes no {quantity} level, fields or aliases: "
+                                 "its payload is online/offline")
+        return v
 
 
 def _default_subscriptions() -> list[Subscription]:
@@ -110,6 +150,57 @@ class InfluxWriteConfig(_Section):
         return self.username, pw
 
 
+class InfluxDBStoreConfig(_Section):
+    """InfluxDB 1.x as the store (docs/store.md): v1 /write and InfluxQL /query over HTTP."""
+
+    url: str = Field("http://127.0.0.1:8086", description="Base URL of the InfluxDB HTTP API (http:// or https://).")
+    database: str = Field("greennanny", description="Database to write to and query (on 2.x: the database of a DBRP mapping).")
+    retention_policy: str = Field("", description="Retention policy to write to and manage; empty: the database's default policy.")
+    username: str = Field("", description="v1 user name (empty: no authentication, or a token).")
+    password_file: str = Field("", description="File holding the v1 password, relative to the config file. Never put the password itself here.")
+    token_file: str = Field("", description="File holding an API token (InfluxDB 2.x/3.x v1-compatible API), sent as `Authorization: Token`; wins over username/password.")
+    create_database: bool = Field(True, description="Send CREATE DATABASE at start (1.x; turn off on 2.x/3.x, where a DBRP mapping or the database must exist).")
+    timeout_s: float = Field(10.0, gt=0, le=300, description="HTTP timeout per request, in seconds.")
+    batch_size: int = Field(5000, ge=1, le=100_000, description="Lines per write request (InfluxDB suggests 5,000 to 10,000).")
+    max_retries: int = Field(5, ge=0, le=20, description="Retries, with exponential backoff, of a request that failed with a 5xx, a 429 or a connection error (never any other 4xx).")
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError(f"{v!r} must start with http:// or https://")
+        return v
+
+
+class RetentionConfig(_Section):
+    """How long the embedded store keeps each tier (docs/design/003-store-tiers.md); 0 keeps forever."""
+
+    raw_days: int = Field(90, ge=0, le=36500, description="Days of raw points (hot rows and cold day files).")
+    rollup_1m_days: int = Field(365, ge=0, le=36500, description="Days of 1-minute rollups (min/mean/max/count); at least raw_days, so a plot never has a hole between tiers.")
+    rollup_1h_days: int = Field(0, ge=0, le=36500, description="Days of 1-hour rollups; 0 keeps them forever (8,760 rows a series a year).")
+    forecasts_days: int = Field(30, ge=1, le=36500, description="Days of stored forecast runs and their points.")
+    ledger_days: int = Field(30, ge=1, le=36500, description="Days of the message ledger (one row per message received; the outcome counts cover this span).")
+    deadletters_days: int = Field(90, ge=1, le=36500, description="Days of dead letters and device events.")
+    compact_after_h: int = Field(48, ge=1, le=24 * 365, description="A UTC day moves from the hot DuckDB rows to its compressed Parquet file this many hours after it ends (late points still land after that, and win).")
+    interval_min: int = Field(60, ge=1, le=24 * 60, description="How often the node runs compaction and retention, in minutes.")
+
+    @model_validator(mode="after")
+    def _rollups_outlive_raw(self) -> RetentionConfig:
+        def span(days: int) -> float:
+            return float("inf") if days == 0 else days
+
+        if span(self.rollup_1m_days) < span(self.raw_days) or span(self.rollup_1h_days) < span(self.rollup_1m_days):
+            raise ValueError(f"rollups must be kept at least as long as what they summarise: raw_days={self.raw_days}, "
+                             f"rollup_1m_days={self.rollup_1m_days}, rollup_1h_days={self.rollup_1h_days} (0 = forever)")
+        return self
+
+
+class StoreConfig(_Section):
+    backend: Literal["duckdb", "influxdb"] = Field("duckdb", description="duckdb: the embedded file in node.data_dir (the node runs on this). influxdb: an InfluxDB server, see [store.influxdb]; the node refuses it for now, since its ledger, dead letters and devices live in DuckDB (docs/store.md).")
+    influxdb: InfluxDBStoreConfig = Field(default_factory=InfluxDBStoreConfig, description="InfluxDB server store (used when backend = \"influxdb\").")
+    retention: RetentionConfig = Field(default_factory=RetentionConfig, description="Retention and compaction of the embedded store.")
+
+
 class DeviceConfig(_Section):
     codec: str = Field("", description="Payload codec for raw `data` (for example milesight).")
     model: str = Field("", description="Device model for table-driven codecs (for example EM300-TH).")
@@ -136,6 +227,7 @@ class Config(_Section):
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig, description="Batching and dedupe.")
     forecast: ForecastConfig = Field(default_factory=ForecastConfig, description="Forecasting.")
     influx_write: InfluxWriteConfig = Field(default_factory=InfluxWriteConfig, description="InfluxDB 1.x compatible write endpoint.")
+    store: StoreConfig = Field(default_factory=StoreConfig, description="Where points are stored.")
     devices: dict[str, DeviceConfig] = Field(default_factory=dict, description="Devices by devEUI (lower-case hex); applied to the registry at start and wins on conflict.")
 
     # Where the file was loaded from: relative paths resolve against it. Not a TOML key.
@@ -243,10 +335,11 @@ def _toml_value(v: Any) -> str:
     raise TypeError(type(v))
 
 
-def _section_lines(name: str, model: type[BaseModel], values: BaseModel) -> list[str]:
+def _section_lines(name: str, model: type[BaseModel], values: BaseModel, keys: set[str] | None = None) -> list[str]:
+    """The table's keys with their defaults, each under its description; `keys` limits which."""
     lines = [f"[{name}]"] if name else []
     for fname, f in model.model_fields.items():
-        if f.exclude:
+        if f.exclude or (keys is not None and fname not in keys):
             continue
         v = getattr(values, fname)
         if isinstance(v, list) and v and isinstance(v[0], BaseModel):
@@ -258,21 +351,60 @@ def _section_lines(name: str, model: type[BaseModel], values: BaseModel) -> list
     return lines
 
 
+JSON_TEMPLATE_KEYS = ("template", "fields", "zone", "aliases", "availability")
+
+TEMPLATE_EXAMPLE = """\
+[[mqtt.subscriptions]]
+topic = "/sys/+/+/+/thing/event/property/post"
+format = "json"
+template = "/sys/+/{site}/{device}/thing/event/property/post"
+fields = "params"
+zone = "house-1"
+aliases = { temp = "air_temperature", humidity = "relative_humidity" }
+
+[[mqtt.subscriptions]]
+topic = "+/+/sensor/+/state"
+format = "json"
+template = "{site}/{device}/sensor/{quantity}/state"
+
+[[mqtt.subscriptions]]
+topic = "+/+/status"
+format = "json"
+template = "{site}/{device}/status"
+availability = true
+"""
+
+
+def _template_example() -> list[str]:
+    """Commented json subscriptions for devices in their vendor's topic layout."""
+    out = ["# Plain MQTT devices in their vendor's own topic layout (uncomment and edit): a vendor IoT",
+           "# platform with readings under params, and Home Assistant style state and status topics.",
+           "# The keys only for json subscriptions:"]
+    for fname in JSON_TEMPLATE_KEYS:
+        out.append(f"#   {fname}: {Subscription.model_fields[fname].description}")
+    out += [f"# {line}" if line else "#" for line in TEMPLATE_EXAMPLE.splitlines()]
+    return out + [""]
+
+
 def sample_config(data_dir: str = "./data") -> str:
     """A commented config with every key and its default; `config init` writes this."""
     cfg = Config(node=NodeConfig(data_dir=data_dir))
     out = ["# greennanny configuration. Every key is shown with its default and what it does.", ""]
-    for sec in ("node", "api", "mqtt", "pipeline", "forecast", "influx_write"):
+    for sec in ("node", "api", "mqtt", "pipeline", "forecast", "influx_write", "store"):
         field = Config.model_fields[sec]
         out.append(f"# {field.description}")
         val = getattr(cfg, sec)
         out += _section_lines(sec, type(val), val)
         out.append("")
+    out.append(f"# {StoreConfig.model_fields['influxdb'].description}")
+    out += _section_lines("store.influxdb", InfluxDBStoreConfig, cfg.store.influxdb)
+    out.append("")
     for sub in cfg.mqtt.subscriptions:
         out.append("# " + str(MqttConfig.model_fields["subscriptions"].description))
         out.append("[[mqtt.subscriptions]]")
-        out += _section_lines("", Subscription, sub)
+        out += _section_lines("", Subscription, sub, keys=sub.model_fields_set)
         out.append("")
+    out += _template_example()
     out.append("# " + str(Config.model_fields["devices"].description))
     out.append("# Example (uncomment and edit):")
     for fname, f in DeviceConfig.model_fields.items():

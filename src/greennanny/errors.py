@@ -42,7 +42,8 @@ class DecodeError(InputError):
     """Bytes or JSON that a decoder could not turn into points.
 
     `field` names what was wrong and `offset` the byte position in a binary payload, so the dead
-    letter tells an operator where to look.
+    letter tells an operator where to look; `device`, where the envelope knows it, files the dead
+    letter under its device (codec errors are counted per device).
     """
 
     reason = "decode_error"
@@ -54,10 +55,12 @@ class DecodeError(InputError):
         field: str | None = None,
         offset: int | None = None,
         reason: str | None = None,
+        device: str = "",
     ) -> None:
         super().__init__(message, reason=reason)
         self.field = field
         self.offset = offset
+        self.device = device
 
 
 class UnknownDevice(InputError):

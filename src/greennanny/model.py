@@ -59,6 +59,7 @@ QUANTITIES: dict[str, Quantity] = {
         Quantity("soil_ec", "uS/cm", 1.0, 0.0, 50000.0, "substrate electrical conductivity"),
         Quantity("soil_adc", "count", 1.0, 0.0, 65535.0, "raw soil probe ADC count"),
         Quantity("distance", "mm", 1.0, 0.0, 20000.0, "distance (level, ultrasonic)"),
+        Quantity("water_level", "cm", 0.1, 0.0, 20000.0, "water depth above a submersible level probe"),
         Quantity("battery", "%", 1.0, 0.0, 100.0, "battery level"),
         Quantity("battery_voltage", "V", 0.001, 0.0, 60.0, "battery voltage"),
         Quantity("rssi", "dBm", 1.0, -200.0, 20.0, "received signal strength of the best gateway"),
@@ -70,6 +71,7 @@ QUANTITIES: dict[str, Quantity] = {
         Quantity("light_level", "level", 1.0, 0.0, 10.0, "coarse light level (vendor scale 0-5)"),
         Quantity("vent_opening", "%", 0.1, 0.0, 100.0, "vent opening"),
         Quantity("water_flow", "L", 0.001, 0.0, 1e9, "water flow counter"),
+        Quantity("power_factor", "1", 0.001, -1.0, 1.0, "power factor (active / apparent power; negative when exporting)"),
     )
 }
 

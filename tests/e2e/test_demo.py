@@ -31,7 +31,7 @@ def test_demo_once_on_the_shared_data_accounts_for_every_point_and_event(tmp_pat
     pinned = json.loads(FIXTURE.read_text())
     assert s["messages_in"] == s["messages_published"] == 14207
     assert s["outcome_detail"] == pinned["outcomes"]
-    assert s["deadletters"] == {"no_codec": 4}
+    assert s["deadletters"] == {"codec_error": 4}
     # Every AGC climate series (3 quantities x 6 compartments) got a forecast.
     assert s["forecasts"]["series_forecast"] >= 18
     assert s["dashboard"].startswith("http://127.0.0.1:")

@@ -39,7 +39,7 @@ def test_archive_replay_gives_every_event_exactly_one_pinned_outcome(mosquitto, 
         assert detail == pinned["outcomes"]
         # Each dead letter keeps its raw bytes and a reason naming what was missing.
         for dl in node.store.deadletters(limit=10):
-            assert dl["payload"] and dl["reason"] == "no_codec" and "no decoded object" in dl["detail"]
+            assert dl["payload"] and dl["reason"] == "codec_error" and "no decoded object" in dl["detail"]
         # Device 7894e80000027b84: frame-counter resets and duplicates, pinned.
         dev = pinned["device_7894e80000027b84"]
         events = [e for e in node.store.device_events() if e[1] == "7894e80000027b84"]

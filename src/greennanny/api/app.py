@@ -8,6 +8,7 @@ route but /health needs `Authorization: Bearer <token>` (or the dashboard cookie
 from __future__ import annotations
 
 import hmac
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,16 @@ def create_app(cfg: Config, store: DuckDBStore, node: Any = None) -> FastAPI:
             r["payload_hex"] = raw.hex()
             r["payload_text"] = raw.decode("utf-8", "replace")
         return {"counts": store.deadletter_counts(), "items": rows}
+
+    @app.get("/db/stats", dependencies=guarded)
+    def db_stats() -> dict[str, Any]:
+        """Points per tier, series, bytes on disk and bytes per point (`greennanny db stats`)."""
+        return dict(store.stats())
+
+    @app.post("/db/maintain", dependencies=guarded)
+    def db_maintain() -> dict[str, Any]:
+        """Run compaction and retention now (the node also runs them on store.retention.interval_min)."""
+        return dict(store.maintain(time.time_ns()))
 
     @app.get("/outcomes", dependencies=guarded)
     def outcomes() -> dict[str, Any]:

@@ -5,7 +5,9 @@ These routes answer the way InfluxDB 1.x does, not with the API's own error enve
 clients parse the answers: 204 when every line was stored; 400 `{"error": "partial write: unable to
 parse '<line>': <problem> dropped=N"}` when some lines were bad and the good ones were stored (the
 1.x wording, with `dropped` counting the bad lines where 1.x always says 0), 400 `unable to parse
-...` when none was good; 401 `{"error": "authorization failed"}`; 503 when the store is busy, so
+...` when none was good; a line stamped before 2000-01-01 (most often a ms/s epoch sent without
+`precision`, which 1.x stores in 1970: field fault BR-15) is kept as a `quarantined` dead letter
+and named the same way, never stored; 401 `{"error": "authorization failed"}`; 503 when the store is busy, so
 the client retries. Telegraf drops a batch on a 4xx and retries on a 5xx, which is what we want.
 
 A request's points, one dead letter per bad line and one ledger row commit in one transaction.
@@ -36,7 +38,7 @@ from greennanny.api.app import LOOPBACK
 from greennanny.config import Config
 from greennanny.decoders.line_protocol import parse, precision_ns
 from greennanny.errors import ConfigError, StoreError, StoreUnavailable
-from greennanny.ingest.line_protocol_topic import no_point_error, points_from_lines
+from greennanny.ingest.line_protocol_topic import keep_aside_unset_clock, no_point_error, points_from_lines
 from greennanny.model import BatchBuilder, Outcome
 from greennanny.store.base import DeadLetter, IngestCommit, LedgerEntry
 from greennanny.store.duckdb import DuckDBStore
@@ -130,17 +132,19 @@ def influx_router(cfg: Config, store: DuckDBStore, node: Any = None) -> APIRoute
     def write(body: bytes, precision: str) -> Response:
         """Parse, map and commit one request; runs on a worker thread (CPU and the store's lock)."""
         received = now_ns()
-        result = parse(body, precision=precision, default_time_ns=received)
+        result, aside = keep_aside_unset_clock(parse(body, precision=precision, default_time_ns=received), body)
         points, unmapped, _ = points_from_lines(result, site, zone)
         dead = [DeadLetter(received, "/write", e.raw, "line_protocol", f"line {e.line}: {e.message} (column {e.column})",
                            "http_write") for e in result.errors]
+        dead += [DeadLetter(received, "/write", raw, reason, detail, "http_write") for raw, reason, detail in aside]
         problem = no_point_error(result, unmapped) if not points and result.points else None
         if problem is not None:
             dead.append(DeadLetter(received, "/write", body, problem.reason, str(problem), "http_write"))
         builder = BatchBuilder()
         for p in points:
             builder.add(p.key, p.ts_ns, p.value, int(p.quality), p.reason)
-        outcome = Outcome.STORED if points else Outcome.DEAD_LETTER if dead else Outcome.STORED_EMPTY
+        outcome = (Outcome.STORED if points else Outcome.QUARANTINED if aside and len(dead) == len(aside)
+                   else Outcome.DEAD_LETTER if dead else Outcome.STORED_EMPTY)
         ledger = LedgerEntry(received, "/write", outcome.value, "line_protocol", "", len(points))
         try:
             store.commit_ingest(IngestCommit(builder.build(), dead, [ledger]))
@@ -150,16 +154,17 @@ def influx_router(cfg: Config, store: DuckDBStore, node: Any = None) -> APIRoute
             return influx_error(500, f"store error: {exc}")
         if not dead:
             return Response(status_code=204, headers=HEADERS)
-        named = "\n".join(f"unable to parse '{e.raw.decode('utf-8', 'replace')}': {e}"
-                          for e in result.errors[:MAX_NAMED_LINES])
-        if len(result.errors) > MAX_NAMED_LINES:
-            named += f"\n... and {len(result.errors) - MAX_NAMED_LINES} more bad lines (see /deadletters)"
+        bad = [f"unable to parse '{e.raw.decode('utf-8', 'replace')}': {e}" for e in result.errors]
+        bad += [f"quarantined '{raw.decode('utf-8', 'replace')}': {detail}" for raw, _, detail in aside]
+        named = "\n".join(bad[:MAX_NAMED_LINES])
+        if len(bad) > MAX_NAMED_LINES:
+            named += f"\n... and {len(bad) - MAX_NAMED_LINES} more bad lines (see /deadletters)"
         if problem is not None:
-            dropped = len(result.points) + len(result.errors)
+            dropped = len(result.points) + len(bad)
             return influx_error(400, f"partial write: {problem} dropped={dropped}")
         if not points:
             return influx_error(400, named)  # 1.x: nothing parsed, no partial-write prefix
-        return influx_error(400, f"partial write: {named} dropped={len(result.errors)}")
+        return influx_error(400, f"partial write: {named} dropped={len(bad)}")
 
     @router.post("/write")
     async def write_route(request: Request) -> Response:

@@ -96,10 +96,10 @@ def open_backend(cfg: Config, *, prefer: str = "auto") -> Iterator[Backend]:
     if prefer == "api":
         raise NodeNotRunning(f"no greennanny node answers at {cfg.api_url}")
     from greennanny.api.app import create_app
-    from greennanny.store.duckdb import DuckDBStore
+    from greennanny.store.duckdb import DuckDBStore, retention_from
 
     try:
-        store = DuckDBStore(cfg.store_path)
+        store = DuckDBStore(cfg.store_path, retention=retention_from(cfg.store.retention))
     except StoreUnavailable as exc:
         raise StoreUnavailable(f"{exc}\nIs a node running with this data directory but its API at "
                                f"{cfg.api_url} unreachable?") from None

@@ -151,15 +151,15 @@ def _walk(spec: Channel, data: bytes, pos: int) -> tuple[list[_Item], int]:
     if plain is not None:
         _need(spec, data, pos, need)
         reader, fields = plain
-        items = []
+        plain_items: list[_Item] = []
         for f, raw in zip(fields, reader.unpack_from(data, pos), strict=True):
             if f.errors:
                 unsigned = raw & ((1 << (8 * INTS[f.fmt][0])) - 1)
                 if unsigned in f.errors:
-                    items.append(_Item(f, f.name, f"{f.name}_error", f.errors[unsigned], unsigned, f.errors[unsigned]))
+                    plain_items.append(_Item(f, f.name, f"{f.name}_error", f.errors[unsigned], unsigned, f.errors[unsigned]))
                     continue
-            items.append(_Item(f, f.name, f.name, raw if f.div == 1 else raw / f.div, raw, None))
-        return items, pos + need
+            plain_items.append(_Item(f, f.name, f.name, raw if f.div == 1 else raw / f.div, raw, None))
+        return plain_items, pos + need
     _need(spec, data, pos, need)
     todo = deque(spec.fields)
     items: list[_Item] = []
@@ -207,6 +207,97 @@ def _walk(spec: Channel, data: bytes, pos: int) -> tuple[list[_Item], int]:
     return items, at
 
 
+class _Plan(NamedTuple):
+    """One frame shape compiled: its whole layout as one `struct` and what each value means."""
+
+    reader: struct.Struct
+    headers: tuple[tuple[int, int], ...]  # (index into the unpacked tuple, the byte it must be)
+    outs: tuple[tuple[int, Field], ...]  # (index into the unpacked tuple, field), in frame order
+    unmapped: tuple[str, ...]
+    aliases: dict[str, str]
+
+
+_MAX_SHAPES = 4  # frame shapes kept per (model, length, first pair): devices send one or two
+_MAX_FAILS = 8  # shapes tried per key that cannot be planned before the key stops trying
+_PLANS: dict[tuple[str, int, int, int], list[_Plan]] = {}
+_UNPLANNED: dict[tuple[str, int, int, int], int] = {}
+
+
+def _compile(canonical: str, table: Table, data: bytes) -> _Plan | None:
+    """The plan of `data`'s shape, or None when it is not one that a plan can read exactly.
+
+    Only frames made of plain channels (integers and pads, see `_plain`) with distinct field
+    names, outside history and event records, are planned: those are what sensors send every
+    few minutes. Everything else keeps taking the general walk, which is also what words errors.
+    """
+    codes, headers, outs, unmapped, names = ["<"], [], [], [], set()
+    pos, idx, end = 0, 0, len(data)
+    while pos < end:
+        if end - pos < 2:
+            return None
+        spec = table.get((data[pos], data[pos + 1]))
+        plain = _plain(spec) if spec is not None else None
+        if spec is None or plain is None or spec.into or end - pos - 2 < spec.size:
+            return None
+        headers += [(idx, data[pos]), (idx + 1, data[pos + 1])]
+        codes.append("BB" + plain[0].format.lstrip("<"))
+        idx += 2
+        for f in plain[1]:
+            if f.name in names:
+                return None
+            names.add(f.name)
+            outs.append((idx, f))
+            if f.quantity is None:
+                unmapped.append(f.name)
+            idx += 1
+        pos += 2 + spec.size
+    table_aliases = VENDOR_ALIASES.get(canonical, {})
+    return _Plan(struct.Struct("".join(codes)), tuple(headers), tuple(outs), tuple(unmapped),
+                 {ours: theirs for ours, theirs in table_aliases.items() if ours in names})
+
+
+def _planned(canonical: str, table: Table, data: bytes) -> Decoded | None:
+    """`data` decoded by its shape's plan, or None (no plan fits, or a probe sent an error code)."""
+    key = (canonical, len(data), data[0], data[1] if len(data) > 1 else -1)
+    plans = _PLANS.get(key)
+    if plans is None:
+        if len(_PLANS) > 10_000:  # bounded: a stream of odd frames must not grow memory
+            _PLANS.clear()
+            _UNPLANNED.clear()
+        plans = _PLANS[key] = []
+    for plan in plans:
+        values = plan.reader.unpack_from(data)
+        if all(values[i] == b for i, b in plan.headers):
+            break
+    else:
+        if len(plans) >= _MAX_SHAPES or _UNPLANNED.get(key, 0) >= _MAX_FAILS:
+            return None
+        new = _compile(canonical, table, data)
+        if new is None:
+            _UNPLANNED[key] = _UNPLANNED.get(key, 0) + 1  # history frames: stop trying after a few
+            return None
+        plans.append(plan := new)
+        values = plan.reader.unpack_from(data)
+    obj: dict[str, Any] = {}
+    readings = []
+    for i, f in plan.outs:
+        raw = values[i]
+        if f.errors and (raw & ((1 << (8 * f.size)) - 1)) in f.errors:
+            return None  # a sensor error code: the general walk names it
+        value = raw if f.div == 1 else raw / f.div
+        obj[f.name] = value
+        if f.quantity is not None:
+            readings.append(_reading(f, f.name, value, raw, None, None))
+    if plan.aliases:
+        obj["vendor_aliases"] = dict(plan.aliases)
+    return Decoded(object=obj, readings=readings, unmapped=list(plan.unmapped))
+
+
+def _table_of(model: str) -> Table:
+    """The table of a supported model (tests compare the planned and general paths with it)."""
+    return MilesightDecoder._table(model)
+
+
 class MilesightDecoder:
     """Decodes any model in `MODELS`; the model is required: the bytes alone are ambiguous."""
 
@@ -214,6 +305,14 @@ class MilesightDecoder:
 
     def decode(self, payload: bytes, *, model: str | None = None) -> Decoded:
         table = self._table(model)
+        if isinstance(payload, bytes) and payload:
+            planned = _planned(_BY_UPPER[model.upper()], table, payload)  # type: ignore[union-attr]
+            if planned is not None:
+                return planned
+        return self._walk_frame(table, payload, model)
+
+    def _walk_frame(self, table: Table, payload: bytes, model: str | None) -> Decoded:
+        """The general decoder: every channel kind, and every error worded with its offset."""
         if not isinstance(payload, (bytes, bytearray, memoryview)):
             raise DecodeError(
                 f"payload must be bytes, got {type(payload).__name__}", field="payload", offset=0

@@ -212,6 +212,10 @@ O3 = Field("o3", "u16", 100)
 _SMTC_TEMP = Field("temperature", "i16", 10, quantity="soil_temperature", errors=_PROBE_ERRORS)
 _SMTC_MOIST = Field("moisture", "u16", 100, quantity="soil_moisture", errors=_PROBE_ERRORS)
 _SMTC_EC = Field("ec", "u16", quantity="soil_ec", errors=_PROBE_ERRORS)
+# EM500-SWL `03 77`: uint16 in cm, as the maintainer confirmed (SensorDecoders #113); the vendor
+# decoder divides by 100 (2 cm read as 0.02) and calls it `depth`, the README `water_level`. We
+# keep the decoder's name and the README's unit (field fault BR-05).
+_SWL_DEPTH = Field("depth", "u16", quantity="water_level", errors=_PROBE_ERRORS)
 _DI_HIST = (TEMP, HUM, Field("gpio_type", labels={1: "gpio", 2: "counter"}),
             Field("gpio", labels={0: "low", 1: "high"}), Field("pulse", "u32"))
 
@@ -366,6 +370,7 @@ TABLES: dict[str, Table] = {
                    (0x20, 0xCE): _hist(_SMTC_EC, _SMTC_TEMP, _SMTC_MOIST)},
     "EM500-LGT": {**COMMON, (0x03, 0x94): _ch("illumination", ILLUM32),
                   (0x20, 0xCE): _hist(ILLUM32)},
+    "EM500-SWL": {**COMMON, (0x03, 0x77): _ch("depth", _SWL_DEPTH), (0x20, 0xCE): _hist(_SWL_DEPTH)},
     "EM500-PT100": {**COMMON, (0x03, 0x67): _ch("temperature", SOIL_TEMP),
                     (0x83, 0xD7): _em500_alarm(SOIL_TEMP), (0x20, 0xCE): _hist(SOIL_TEMP)},
     "WS202": {**COMMON,

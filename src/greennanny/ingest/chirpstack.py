@@ -2,7 +2,9 @@
 
 Topic `application/<applicationId>/device/<devEui>/event/<kind>`. For an `up` event the decoded
 `object` is used when the device has a field map (the network server already ran the vendor
-codec); otherwise the base64 `data` is decoded with the device's codec. protobuf-JSON omits
+codec); otherwise the base64 `data` is decoded with the device's codec. An up event without
+`object` for a field-map device (the server's codec threw; it logs UPLINK_CODEC) is kept raw as
+a `codec_error` dead letter of that device, never stored as zeros. protobuf-JSON omits
 default values: a missing `fCnt` is 0 and a missing `fPort` is 0. fPort 0 is MAC-only: valid, no
 measurement. Every uplink also gives device-health readings (best RSSI, its SNR, gateway count).
 `status` events store battery (%) and link margin (dB); join, log and location events are kept
@@ -19,6 +21,8 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import orjson
+
 from greennanny.decoders.base import Decoder, Reading
 from greennanny.errors import DecodeError, UnknownDevice
 from greennanny.ingest.envelope import Handled
@@ -29,6 +33,17 @@ from greennanny.store.base import DeviceRecord
 
 
 def parse_json(payload: bytes, *, what: str = "payload") -> Any:
+    """The JSON value of a payload, or a DecodeError naming the byte offset.
+
+    orjson first: parsing is a fifth of the cost of an uplink, and orjson is about five times
+    faster than `json`. It is stricter (no NaN/Infinity literals, no integers beyond 64 bits, no
+    lone surrogates), so whatever it refuses goes to `json`, which then accepts it or gives the
+    error text users see: the same payloads are accepted, with the same values, either way.
+    """
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        pass
     try:
         return json.loads(payload)
     except UnicodeDecodeError as exc:

@@ -13,9 +13,11 @@ endpoint shares through `points_from_lines` (one mapping, two transports):
 - value: ints, uints and floats as numbers, bools as 1/0, strings that hold a number ("21.5") as
   that number; any other string becomes a missing value whose reason names the field
   (decoders/values.py, the rule every envelope uses);
-- time: the line's timestamp, else the time the message was received. A line stamped exactly 0
-  is kept aside as `quarantined` (a device whose clock is not set), because a point at ts 0 means
-  "the message's time" to the pipeline and would silently move;
+- time: the line's timestamp, else the time the message was received. A line stamped before
+  2000-01-01 is kept aside as `quarantined` (`keep_aside_unset_clock`), the rest of the message is
+  stored: a device whose clock is not set, or a ms/s epoch written without a precision, which
+  InfluxDB reads as ns and files in 1970 (field fault BR-15). A point at ts 0 would also mean "the
+  message's time" to the pipeline and silently move;
 - a `/` in a site, zone or device name becomes `_`, because `/` separates the parts of a series key.
 
 A bad line does not spoil the others: it becomes a `Handled.rejected` fragment (its bytes, reason
@@ -32,6 +34,7 @@ from greennanny.decoders.line_protocol import LineError, LPPoint, ParseResult, p
 from greennanny.decoders.values import coerce_value
 from greennanny.errors import DecodeError
 from greennanny.ingest.envelope import Handled
+from greennanny.ingest.timeparse import Y2000_NS
 from greennanny.model import QUANTITIES, Outcome, Point, SeriesKey, Uplink
 
 Rejected = tuple[bytes, str, str]
@@ -69,6 +72,24 @@ def points_from_lines(
             points.append(Point(SeriesKey(site, zone, device, quantity), lp.time_ns, value, quality, reason))
     rejected = [(e.raw, "line_protocol", describe(e)) for e in result.errors]
     return points, list(unmapped), rejected
+
+
+def keep_aside_unset_clock(result: ParseResult, payload: bytes) -> tuple[ParseResult, list[Rejected]]:
+    """`result` without the lines stamped before 2000-01-01, and one `quarantined` fragment per such line.
+
+    One rule for MQTT and `/write`: nothing is ever stored at a 1970 time, while the good lines
+    of the same message still are.
+    """
+    early = [lp for lp in result.points if lp.time_ns < Y2000_NS]
+    if not early:
+        return result, []
+    aside: list[Rejected] = []
+    for lp in early:
+        why = "device clock not set?" if lp.time_ns == 0 else \
+            "device clock not set, or a ms/s timestamp written without its precision?"
+        aside.append((payload[lp.span[0]:lp.span[1]].rstrip(b"\r\n"), "quarantined",
+                      f"line {lp.line}: timestamp {lp.time_ns} ns is before 2000-01-01 ({why})"))
+    return ParseResult([lp for lp in result.points if lp.time_ns >= Y2000_NS], result.errors), aside
 
 
 def describe(e: LineError) -> str:
@@ -111,19 +132,15 @@ class LineProtocolTopic:
         self.default_zone = default_zone
 
     def handle(self, up: Uplink) -> Handled:
-        result = parse(up.payload, precision="ns", default_time_ns=up.received_ns)
-        unset = [lp for lp in result.points if lp.time_ns == 0]
-        if unset:
-            result = ParseResult([lp for lp in result.points if lp.time_ns != 0], result.errors)
+        result, aside = keep_aside_unset_clock(parse(up.payload, precision="ns", default_time_ns=up.received_ns),
+                                               up.payload)
         points, unmapped, rejected = points_from_lines(result, self.default_site, self.default_zone)
-        for lp in unset:
-            rejected.append((up.payload[lp.span[0]:lp.span[1]].rstrip(b"\r\n"), "quarantined",
-                             f"line {lp.line}: timestamp 0 ns is before 2000-01-01 (device clock not set?)"))
+        rejected += aside
         if not points:
-            if unset and not result.points:
-                lines = line_list([lp.line for lp in unset])
-                raise DecodeError(f"line(s) {lines} have timestamp 0 (device clock not set?)",
-                                  field="timestamp", reason="quarantined")
+            if aside and not result.points:
+                more = f"; ... ({len(aside)} lines)" if len(aside) > 10 else ""
+                raise DecodeError("; ".join(detail for _, _, detail in aside[:10]) + more, field="timestamp",
+                                  reason="quarantined")
             raise no_point_error(result, unmapped)
         h = Handled(Outcome.STORED, self.name, site=self.default_site, zone=self.default_zone, ts_ns=up.received_ns)
         h.dedup_key = "lp:" + hashlib.blake2b(up.topic.encode() + b"\0" + up.payload, digest_size=10).hexdigest()

@@ -7,10 +7,13 @@ same name as their config value, so adding an envelope is one class and one line
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from greennanny.decoders.base import Decoder
 from greennanny.store.base import DeviceRecord
+
+if TYPE_CHECKING:
+    from greennanny.config import Subscription
 
 DeviceLookup = Callable[[str], DeviceRecord | None]
 
@@ -26,6 +29,19 @@ def build_handlers(devices: DeviceLookup, codecs: Mapping[str, Decoder], default
     for name, factory in _optional():
         handlers[name] = factory(devices, codecs, default_site)
     return handlers
+
+
+def subscription_handler(sub: Subscription, handlers: Mapping[str, Any], devices: DeviceLookup,
+                         default_site: str) -> Any:
+    """The handler of one subscription: its format's shared handler, or its own for a json template."""
+    if not sub.template:
+        return handlers[sub.format]
+    from greennanny.ingest.json_topic import TemplateJsonTopic
+    from greennanny.ingest.topic_template import TopicTemplate
+
+    return TemplateJsonTopic(TopicTemplate.parse(sub.template), fields=sub.fields, zone=sub.zone,
+                             aliases=sub.aliases, availability=sub.availability, devices=devices,
+                             default_site=default_site)
 
 
 def _optional() -> list[tuple[str, Callable[..., Any]]]:

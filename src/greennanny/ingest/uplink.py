@@ -16,7 +16,18 @@ from greennanny.store.base import DeviceRecord
 
 
 def decode_uplink(device: DeviceRecord, obj: Any, data: bytes, codecs: Mapping[str, Decoder]) -> Decoded:
-    """Readings of one uplink of `device`: from `obj` by its field map, or from `data` by its codec."""
+    """Readings of one uplink of `device`: from `obj` by its field map, or from `data` by its codec.
+
+    Every DecodeError raised here names the device, so its dead letter is counted against it.
+    """
+    try:
+        return _decode(device, obj, data, codecs)
+    except DecodeError as exc:
+        exc.device = exc.device or device.dev_eui
+        raise
+
+
+def _decode(device: DeviceRecord, obj: Any, data: bytes, codecs: Mapping[str, Decoder]) -> Decoded:
     if device.field_map and obj is not None:
         if not isinstance(obj, dict):
             raise DecodeError(f"object is {type(obj).__name__}, expected a JSON object", field="object",
@@ -34,5 +45,13 @@ def decode_uplink(device: DeviceRecord, obj: Any, data: bytes, codecs: Mapping[s
         if not data:
             return Decoded()
         return codec.decode(data, model=device.model or None)
-    raise DecodeError(f"device {device.dev_eui} has field map {device.field_map!r} but the uplink "
-                      f"carries no decoded object, and no codec is set", field="object", reason="no_codec")
+    if device.field_map:
+        # The network server ran the vendor codec and it gave nothing: it threw (ChirpStack then logs
+        # UPLINK_CODEC and sends the up event without `object`, field fault BR-28) or is not set.
+        # Nothing is guessed from the bytes; the raw uplink is kept, and a replay decodes it later.
+        raise DecodeError(f"device {device.dev_eui} has field map {device.field_map!r} but the uplink carries no "
+                          f"decoded object: the network server's codec failed on it (ChirpStack logs UPLINK_CODEC) "
+                          f"or is not set, and no codec is set here to decode data={data.hex()!r}",
+                          field="object", reason="codec_error")
+    raise DecodeError(f"device {device.dev_eui} has neither a field map nor a codec", field="codec",
+                      reason="no_codec")

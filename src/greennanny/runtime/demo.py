@@ -94,6 +94,9 @@ def run_demo(*, once: bool, broker: str | None, data_dir: Path, port: int, simul
         "api": {"port": port or free_port(), "token_file": ""},
         "mqtt": {"url": broker, "client_id": f"greennanny-demo-{os.getpid()}"},
         "pipeline": {"mode": "backfill"},
+        # The demo replays history (2018, early 2026): retention counts from today, so it would
+        # remove all of it at the first maintenance run. Keep raw points and rollups forever here.
+        "store": {"retention": {"raw_days": 0, "rollup_1m_days": 0, "rollup_1h_days": 0}},
         "devices": devices,
     }, source="demo config", base_dir=data_dir)
     (data_dir / "greennanny.toml").write_text(_toml(cfg))

@@ -18,13 +18,13 @@ from greennanny.config import Config
 from greennanny.decoders.base import Decoder
 from greennanny.errors import ConfigError, StoreUnavailable
 from greennanny.ingest.mqtt import MqttInput
-from greennanny.ingest.registry import build_handlers
+from greennanny.ingest.registry import build_handlers, subscription_handler
 from greennanny.model import Uplink
 from greennanny.runtime.clock import Clock, SystemClock
 from greennanny.runtime.dedupe import Deduper
-from greennanny.runtime.pipeline import IngestPipeline, Route
+from greennanny.runtime.pipeline import IngestPipeline, Route, all_dead
 from greennanny.store.base import DeviceRecord
-from greennanny.store.duckdb import DuckDBStore
+from greennanny.store.duckdb import DuckDBStore, retention_from
 
 log = logging.getLogger("greennanny.node")
 
@@ -53,14 +53,18 @@ class DeviceCache:
 
     def __init__(self, store: DuckDBStore) -> None:
         self.store = store
-        self._cache: dict[str, DeviceRecord] = {}
+        self._cache: dict[str, DeviceRecord | None] = {}
 
     def __call__(self, eui: str) -> DeviceRecord | None:
-        rec = self._cache.get(eui)
-        if rec is None:
-            rec = self.store.device(eui)
-            if rec is not None:
-                self._cache[eui] = rec
+        """The device's record; a miss is cached too, so a flood from an unregistered device
+        costs a dict lookup per message instead of a query (every registry change clears it)."""
+        try:
+            return self._cache[eui]
+        except KeyError:
+            pass
+        if len(self._cache) > 100_000:  # bounded: random devEUIs must not grow memory
+            self._cache.clear()
+        rec = self._cache[eui] = self.store.device(eui)
         return rec
 
     def clear(self) -> None:
@@ -73,7 +77,7 @@ def build_pipeline(cfg: Config, store: DuckDBStore, clock: Clock) -> IngestPipel
     missing = sorted({s.format for s in cfg.mqtt.subscriptions} - set(handlers))
     if missing:
         raise ConfigError(f"mqtt.subscriptions: format(s) {missing} are not available in this build")
-    routes = [Route(s.topic, handlers[s.format]) for s in cfg.mqtt.subscriptions]
+    routes = [Route(s.topic, subscription_handler(s, handlers, lookup, cfg.node.site)) for s in cfg.mqtt.subscriptions]
     dedupe = Deduper(cfg.pipeline.dedup_window_s)
     dedupe.seed(store.recent_dedup_keys(clock.now_ns() - dedupe.retain_ns))
     pipeline = IngestPipeline(routes, dedupe, clock, live=cfg.pipeline.mode == "live")
@@ -92,13 +96,17 @@ class NodeStats:
     replaced: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
     last_commit_ns: int = 0
+    maintenance: dict[str, int] = field(default_factory=dict)  # what the last compaction/retention run did
 
 
 class Node:
     def __init__(self, cfg: Config, *, clock: Clock | None = None, client_id: str | None = None) -> None:
         self.cfg = cfg
         self.clock = clock or SystemClock()
-        self.store = DuckDBStore(cfg.store_path)
+        if cfg.store.backend != "duckdb":  # the ledger, dead letters and devices live in DuckDB
+            raise ConfigError(f"store.backend = {cfg.store.backend!r}: the node runs on duckdb only so far "
+                              "(InfluxDBStore serves the store contract; see docs/store.md)")
+        self.store = DuckDBStore(cfg.store_path, retention=retention_from(cfg.store.retention))
         apply_config_devices(self.store, cfg)
         self.pipeline = build_pipeline(cfg, self.store, self.clock)
         self.inbox: queue.SimpleQueue[Uplink] = queue.SimpleQueue()
@@ -115,6 +123,9 @@ class Node:
             t = threading.Thread(target=self._ingest_loop, name="ingest", daemon=True)
             t.start()
             self._threads.append(t)
+        t = threading.Thread(target=self._maintenance_loop, name="maintenance", daemon=True)
+        t.start()
+        self._threads.append(t)
         if forecasts and self.cfg.forecast.enabled:
             from greennanny.forecast.service import ForecastService
 
@@ -123,6 +134,22 @@ class Node:
             t = threading.Thread(target=svc.loop, args=(self._stop,), name="forecast", daemon=True)
             t.start()
             self._threads.append(t)
+
+    def _maintenance_loop(self) -> None:
+        """Compaction and retention on `store.retention.interval_min`, first a minute after start.
+
+        It takes the store's lock like a commit does, so ingest waits for it (a compaction of one
+        day of 1,000 series takes about a second); a failure is logged and tried again next time.
+        """
+        wait = 60.0
+        while not self._stop.wait(wait):
+            wait = self.cfg.store.retention.interval_min * 60.0
+            try:
+                done = self.store.maintain(self.clock.now_ns())
+                self.stats.maintenance = done
+                log.info("store maintenance: %s", done)
+            except Exception:  # a failed run must not end the node; the next one retries
+                log.exception("store maintenance failed; retrying in %s min", self.cfg.store.retention.interval_min)
 
     def _ingest_loop(self) -> None:
         """Gather a batch, commit it, ack it; repeat.
@@ -158,7 +185,12 @@ class Node:
             self._commit(batch)
 
     def _commit(self, batch: list[Uplink]) -> None:
-        commit = self.pipeline.process(batch)
+        try:
+            commit = self.pipeline.process(batch)
+        except Exception as exc:  # a bug must not end this thread while MQTT and the API look alive
+            log.exception("pipeline raised on a batch of %d messages (topics %s); kept as dead letters",
+                          len(batch), sorted({up.topic for up in batch})[:5])
+            commit = all_dead(batch, f"pipeline raised {type(exc).__name__}: {exc}")
         while True:
             try:
                 res = self.store.commit_ingest(commit)

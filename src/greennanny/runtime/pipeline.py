@@ -16,14 +16,14 @@ from typing import Any
 
 from greennanny.errors import DecodeError, InputError
 from greennanny.ingest.envelope import Handled, topic_matches
-from greennanny.model import BatchBuilder, Outcome, Quality, SeriesKey, Uplink
+from greennanny.ingest.timeparse import LATEST_NS, Y2000_NS
+from greennanny.model import Batch, BatchBuilder, Outcome, Quality, SeriesKey, Uplink
 from greennanny.runtime.clock import Clock
 from greennanny.runtime.dedupe import Deduper
 from greennanny.store.base import DeadLetter, IngestCommit, LedgerEntry
 
 log = logging.getLogger("greennanny.pipeline")
 
-Y2000_NS = 946_684_800 * 1_000_000_000
 FUTURE_TOLERANCE_NS = 5 * 60 * 1_000_000_000
 MAX_BEFORE_FIRST_NS = 30 * 86_400 * 1_000_000_000
 
@@ -154,11 +154,18 @@ class IngestPipeline:
             out.device_events.append((h.ts_ns, h.device, kind, f"fCnt {prev} -> {h.f_cnt}"))
 
     def _time_problem(self, h: Handled, now: int) -> str | None:
+        """Why this message's times cannot be stored (it is then quarantined whole), or None.
+
+        Checked before anything reaches the batch builder: a stamp that does not fit the int64
+        column would otherwise raise for the whole batch and stop ingest (field fault BR-09).
+        """
         stamps = [h.ts_ns] + [r.ts_ns for r in h.readings if r.ts_ns is not None] + [p.ts_ns for p in h.points if p.ts_ns]
         first = self.first_seen.get(h.device) if h.device else None
         for t in stamps:
             if t < Y2000_NS:
                 return f"timestamp {t} ns is before 2000-01-01 (device clock not set?)"
+            if t > LATEST_NS:  # in backfill mode too
+                return f"timestamp {t} ns is after 2262-04-11T23:47:16Z, the last instant int64 nanoseconds can hold"
             if not self.live:
                 continue
             if t > now + FUTURE_TOLERANCE_NS:
@@ -174,6 +181,19 @@ class IngestPipeline:
     def _dead(out: IngestCommit, up: Uplink, reason: str, detail: str, device: str = "") -> None:
         out.deadletters.append(DeadLetter(up.received_ns, up.topic, up.payload, reason, detail, device=device))
         out.ledger.append(LedgerEntry(up.received_ns, up.topic, Outcome.DEAD_LETTER.value, reason, ""))
+
+
+def all_dead(uplinks: Sequence[Uplink], detail: str) -> IngestCommit:
+    """Every message of a batch the pipeline raised on, kept raw as an `internal_error` dead letter.
+
+    The runtime's last line of defence (field fault BR-09): a bug that escapes the per-message
+    handling costs that batch a replay (`greennanny deadletters replay` once fixed), never the
+    ingest thread, which would otherwise die while MQTT and the API still look healthy.
+    """
+    out = IngestCommit(batch=Batch.empty())
+    for up in uplinks:
+        IngestPipeline._dead(out, up, "internal_error", detail)
+    return out
 
 
 def _describe(exc: InputError) -> str:

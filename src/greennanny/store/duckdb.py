@@ -1,10 +1,12 @@
 """The embedded default store: one DuckDB file in the data directory, owned by the node.
 
 Why DuckDB: columnar and compressed on disk, appends whole Arrow/pandas columns without a row
-loop, and answers range and downsampling queries in SQL. Layout: `points` is long-form
-(series_id, ts ns, value, quality); a row that is not OK has its reason in `point_notes`.
-Writes are last-wins per (series_id, ts): rows of the batch replace stored rows at the same
-instant (counted), which makes redelivery after a crash harmless.
+loop, and answers range and downsampling queries in SQL. Points live in tiers (store/points.py,
+docs/design/003-store-tiers.md): hot rows in DuckDB, closed days as Parquet files beside the
+file, rollups at 1 min and 1 h; values are integers at their quantity's storage resolution; a row
+that is not OK has its reason in `point_notes`. Writes are last-wins per (series_id, ts): rows of
+the batch replace stored rows at the same instant (counted), which makes redelivery after a
+crash harmless.
 
 Concurrency: one connection writes under a lock; readers (API threads) use their own cursors.
 """
@@ -13,6 +15,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +25,41 @@ import numpy as np
 import pandas as pd
 
 from greennanny.errors import SchemaVersionError, StoreUnavailable
-from greennanny.model import QUANTITIES, Batch, SeriesKey, round_to_resolution
-from greennanny.store.base import DeviceRecord, IngestCommit, SeriesInfo, WriteResult
+from greennanny.model import QUANTITIES, Batch, SeriesKey
+from greennanny.store.base import (
+    CAP_COUNTS_OVERWRITES,
+    CAP_DEADLETTERS,
+    CAP_DELETE_RANGE,
+    CAP_DEVICES,
+    CAP_DOWNSAMPLE,
+    CAP_FORECASTS,
+    CAP_INGEST_COMMIT,
+    CAP_LATEST,
+    CAP_QUERY,
+    CAP_QUERY_MANY,
+    CAP_RETENTION,
+    CAP_SERIES,
+    CAP_UNSERVED_ROWS,
+    CAP_WRITE,
+    Aggregate,
+    DeviceRecord,
+    IngestCommit,
+    SeriesInfo,
+    WriteResult,
+    check_aggregate,
+    split_not_finite,
+    take_rows,
+)
+from greennanny.store.cold import DAY_NS, ColdTier
+from greennanny.store.points import HI, LO, PointTables, scale_of
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: points as integers at storage resolution in tiers, rollups (design 003)
 
+_META = "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);"
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
 CREATE TABLE IF NOT EXISTS series (
   id INTEGER PRIMARY KEY, site VARCHAR, zone VARCHAR, device VARCHAR, quantity VARCHAR,
   unit VARCHAR, created_ns BIGINT, UNIQUE (site, zone, device, quantity));
-CREATE TABLE IF NOT EXISTS points (series_id INTEGER, ts BIGINT, value DOUBLE, quality UTINYINT);
 CREATE TABLE IF NOT EXISTS point_notes (series_id INTEGER, ts BIGINT, reason VARCHAR);
 CREATE TABLE IF NOT EXISTS deadletters (
   received_ns BIGINT, topic VARCHAR, payload BLOB, reason VARCHAR, detail VARCHAR, source VARCHAR,
@@ -52,6 +80,15 @@ CREATE TABLE IF NOT EXISTS forecast_points (
 """
 
 
+_AGG_SQL = {
+    "min": "min(value)",
+    "mean": "avg(value)",
+    "max": "max(value)",
+    "last": "arg_max(value, ts)",
+    "count": "count(*)::DOUBLE",
+}
+
+
 def _one(con: duckdb.DuckDBPyConnection, sql: str, args: list[Any] | None = None) -> Any:
     """The single value of an aggregate query (which always returns one row)."""
     row = con.execute(sql, args or []).fetchone()
@@ -62,9 +99,13 @@ def _one(con: duckdb.DuckDBPyConnection, sql: str, args: list[Any] | None = None
 class DuckDBStore:
     """DuckDB backend of the store contract (see store/base.py)."""
 
-    capabilities = frozenset({"write", "query", "downsample", "deadletters", "devices", "forecasts"})
+    capabilities = frozenset({
+        CAP_WRITE, CAP_QUERY, CAP_QUERY_MANY, CAP_DOWNSAMPLE, CAP_LATEST, CAP_SERIES, CAP_DELETE_RANGE,
+        CAP_RETENTION, CAP_COUNTS_OVERWRITES, CAP_UNSERVED_ROWS, CAP_INGEST_COMMIT, CAP_DEADLETTERS, CAP_DEVICES,
+        CAP_FORECASTS,
+    })
 
-    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
+    def __init__(self, path: str | Path, *, read_only: bool = False, retention: Retention | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -74,13 +115,35 @@ class DuckDBStore:
         self._lock = threading.RLock()
         self._local = threading.local()
         if not read_only:
+            self._con.execute(_META)
+        self._check_version(read_only)  # before any other table is made: never touch a newer file
+        if not read_only:
             self._con.execute(_SCHEMA)
-        self._check_version(read_only)
+        self.retention_policy = retention or Retention()
+        self.tiers = PointTables(self._con, ColdTier(self.path.with_name(self.path.name + ".cold")),
+                                 create=not read_only)
         self._ids: dict[SeriesKey, int] = {}
+        self._factor = np.ones(1, np.float64)  # by series id: value = v / factor (divide) or v * factor
+        self._divide = np.zeros(1, bool)
         for sid, site, zone, dev, q in self._con.execute(
             "SELECT id, site, zone, device, quantity FROM series"
         ).fetchall():
-            self._ids[SeriesKey(site, zone, dev, q)] = sid
+            self._remember(SeriesKey(site, zone, dev, q), sid)
+
+    def _remember(self, key: SeriesKey, sid: int) -> None:
+        self._ids[key] = sid
+        if sid >= len(self._factor):
+            grow = max(sid + 1, 2 * len(self._factor))
+            self._factor = np.concatenate([self._factor, np.ones(grow - len(self._factor))])
+            self._divide = np.concatenate([self._divide, np.zeros(grow - len(self._divide), bool)])
+        self._factor[sid], self._divide[sid] = scale_of(QUANTITIES[key.quantity].resolution)
+
+    def _values(self, sid: np.ndarray, v: Any) -> np.ndarray:
+        """Stored integers of the series `sid` back to values in the quantity's unit (NULL -> NaN)."""
+        vv = v.to_numpy(dtype=np.float64, na_value=np.nan) if isinstance(v, pd.Series) else np.asarray(v, np.float64)
+        sid = np.asarray(sid, np.int64)
+        f = self._factor[sid]
+        return np.where(self._divide[sid], vv / f, vv * f)
 
     # -- housekeeping -------------------------------------------------------------------------
     def _check_version(self, read_only: bool) -> None:
@@ -120,47 +183,40 @@ class DuckDBStore:
                 rows.append((sid, k.site, k.zone, k.device, k.quantity, QUANTITIES[k.quantity].unit, now))
             self._con.executemany("INSERT INTO series VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
             for i, k in enumerate(new):
-                self._ids[k] = start + i
+                self._remember(k, start + i)
         return np.array([self._ids[k] for k in keys], dtype=np.int32)
 
     def _write_points(self, batch: Batch) -> WriteResult:
+        batch, rejected = split_not_finite(batch)  # an OK or flagged NaN/inf is set aside, with why
         if not len(batch):
-            return WriteResult(0, 0)
+            return WriteResult(0, 0, rejected)
         sid = self._series_ids(batch.keys)[batch.key_index]
-        # Values are kept at their quantity's storage resolution (model.QUANTITIES), here, once.
-        value = round_to_resolution(batch.value, [k.quantity for k in batch.keys], batch.key_index)
-        df = pd.DataFrame({"series_id": sid, "ts": batch.ts_ns, "value": value, "quality": batch.quality})
-        # Last wins inside the batch too: keep the final row of each (series, ts).
-        dup_in_batch = df.duplicated(["series_id", "ts"], keep="last")
-        replaced = int(dup_in_batch.sum())
-        keep_rows = np.flatnonzero(~dup_in_batch.to_numpy())
-        df = df.iloc[keep_rows]
-        self._con.register("_incoming", df)
-        try:
-            lo, hi = int(df.ts.min()), int(df.ts.max())
-            n_before = _one(self._con, "SELECT count(*) FROM points WHERE ts BETWEEN ? AND ?", [lo, hi])
-            if n_before:
-                self._con.execute(
-                    "DELETE FROM points p USING _incoming i WHERE p.ts BETWEEN ? AND ? "
-                    "AND p.series_id = i.series_id AND p.ts = i.ts",
-                    [lo, hi],
-                )
-                n_after = _one(self._con, "SELECT count(*) FROM points WHERE ts BETWEEN ? AND ?", [lo, hi])
-                replaced += int(n_before - n_after)
-                self._con.execute(
-                    "DELETE FROM point_notes n USING _incoming i WHERE n.series_id = i.series_id AND n.ts = i.ts"
-                )
-            self._con.execute(
-                "INSERT INTO points SELECT series_id::INTEGER, ts::BIGINT, value::DOUBLE, quality::UTINYINT FROM _incoming"
-            )
-        finally:
-            self._con.unregister("_incoming")
+        # Values become integers at their quantity's storage resolution (model.QUANTITIES), here, once.
+        res = np.array([QUANTITIES[k.quantity].resolution for k in batch.keys], np.float64)[batch.key_index]
+        finite = np.isfinite(batch.value)
+        scaled = np.where(finite, np.rint(np.where(finite, batch.value, 0.0) / res), 0.0)
+        too_big = np.abs(scaled) >= 2.0**62
+        if too_big.any():  # a flagged value so far out that no int64 holds it at this resolution
+            rows = np.flatnonzero(too_big)
+            reasons = {int(r): f"not_representable: {batch.keys[batch.key_index[r]].quantity}={float(batch.value[r])!r} "
+                               f"exceeds what the store holds at resolution {res[r]:g}" for r in rows}
+            rejected = _concat(rejected, take_rows(batch, rows, reasons))
+            keep = np.flatnonzero(~too_big)
+            batch, sid, scaled, finite = take_rows(batch, keep), sid[keep], scaled[keep], finite[keep]
+            if not len(batch):
+                return WriteResult(0, 0, rejected)
+        w = self.tiers.write(sid, batch.ts_ns, scaled.astype(np.int64), finite, batch.quality)
+        if w.replaced:
+            notes_df = pd.DataFrame({"series_id": sid, "ts": batch.ts_ns})
+            self._con.register("_renoted", notes_df)
+            self._con.execute("DELETE FROM point_notes n USING _renoted i WHERE n.series_id = i.series_id AND n.ts = i.ts")
+            self._con.unregister("_renoted")
         if batch.reasons:
-            kept = set(keep_rows.tolist())
-            notes = [(int(sid[r]), int(batch.ts_ns[r]), reason) for r, reason in batch.reasons.items() if r in kept]
-            if notes:
-                self._con.executemany("INSERT INTO point_notes VALUES (?, ?, ?)", notes)
-        return WriteResult(len(df), replaced)
+            last = {}
+            for r, reason in batch.reasons.items():  # last wins inside the batch, as for the points
+                last[(int(sid[r]), int(batch.ts_ns[r]))] = reason
+            self._con.executemany("INSERT INTO point_notes VALUES (?, ?, ?)", [(a, b, c) for (a, b), c in last.items()])
+        return WriteResult(w.written, w.replaced, rejected)
 
     def write(self, batch: Batch) -> WriteResult:
         with self._lock:
@@ -238,36 +294,39 @@ class DuckDBStore:
 
     # -- reads -------------------------------------------------------------------------------
     def series(
-        self, *, site: str | None = None, zone: str | None = None, quantity: str | None = None
+        self,
+        *,
+        site: str | None = None,
+        zone: str | None = None,
+        quantity: str | None = None,
+        device: str | None = None,
     ) -> list[SeriesInfo]:
         where, args = [], []
-        for col, val in (("site", site), ("zone", zone), ("quantity", quantity)):
+        for col, val in (("site", site), ("zone", zone), ("quantity", quantity), ("device", device)):
             if val:
                 where.append(f"s.{col} = ?")
                 args.append(val)
+        return self._series_info(" AND ".join(where), args)
+
+    def series_by_id(self, series_id: int) -> SeriesInfo | None:
+        found = self._series_info("s.id = ?", [series_id])
+        return found[0] if found else None
+
+    def _series_info(self, where: str, args: list[Any]) -> list[SeriesInfo]:
+        """Series with their row count, first and last instant (every stored row, served or not)
+        and last served value, read from the 1 h rollups: a listing never scans raw points."""
         sql = (
-            "SELECT s.id, s.site, s.zone, s.device, s.quantity, s.unit, count(p.ts), min(p.ts), max(p.ts), "
-            "arg_max(p.value, p.ts) FILTER (WHERE p.quality IN (0, 2)) "
-            "FROM series s LEFT JOIN points p ON p.series_id = s.id "
-            + ("WHERE " + " AND ".join(where) if where else "")
+            "SELECT s.id, s.site, s.zone, s.device, s.quantity, s.unit, coalesce(sum(r.rows), 0), min(r.first_any), "
+            "max(r.last_any), arg_max(r.last_v, r.last_ts) FILTER (WHERE r.n > 0) FROM series s "
+            "LEFT JOIN rollup_1h r ON r.series_id = s.id "
+            + ("WHERE " + where if where else "")
             + " GROUP BY ALL ORDER BY s.site, s.zone, s.device, s.quantity"
         )
         out = []
         for sid, site_, zone_, dev, q, unit, n, lo, hi, last in self._cur().execute(sql, args).fetchall():
-            out.append(SeriesInfo(sid, SeriesKey(site_, zone_, dev, q), unit, n, lo, hi, last))
+            value = None if last is None else float(self._values(np.array([sid]), np.array([last], np.float64))[0])
+            out.append(SeriesInfo(sid, SeriesKey(site_, zone_, dev, q), unit, int(n), lo, hi, value))
         return out
-
-    def series_by_id(self, series_id: int) -> SeriesInfo | None:
-        row = self._cur().execute(
-            "SELECT s.id, s.site, s.zone, s.device, s.quantity, s.unit, count(p.ts), min(p.ts), max(p.ts), "
-            "arg_max(p.value, p.ts) FILTER (WHERE p.quality IN (0, 2)) "
-            "FROM series s LEFT JOIN points p ON p.series_id = s.id WHERE s.id = ? GROUP BY ALL",
-            [series_id],
-        ).fetchone()
-        if row is None:
-            return None
-        sid, site_, zone_, dev, q, unit, n, lo, hi, last = row
-        return SeriesInfo(sid, SeriesKey(site_, zone_, dev, q), unit, n, lo, hi, last)
 
     def query(
         self, series_id: int, start_ns: int | None, end_ns: int | None, every_ns: int | None = None
@@ -275,23 +334,169 @@ class DuckDBStore:
         """Points of one series in [start, end); with `every`, mean/min/max/count per bucket.
 
         Served data excludes missing and quarantined rows (quality 1 and 3); flagged rows (2) are
-        returned with their quality so a plot can mark them.
+        returned with their quality so a plot can mark them. Buckets come from the rollups where
+        whole ones fit, so a year at 1 h does not scan raw points.
         """
-        lo = -(2**63) if start_ns is None else int(start_ns)
-        hi = 2**63 - 1 if end_ns is None else int(end_ns)
+        lo = LO if start_ns is None else int(start_ns)
+        hi = HI if end_ns is None else int(end_ns)
         cur = self._cur()
         if every_ns:
-            return cur.execute(
-                "SELECT (ts // ?) * ? AS ts, avg(value) AS value, min(value) AS min, max(value) AS max, "
-                "count(*) AS count FROM points WHERE series_id = ? AND ts >= ? AND ts < ? "
-                "AND quality IN (0, 2) GROUP BY 1 ORDER BY 1",
-                [every_ns, every_ns, series_id, lo, hi],
-            ).df()
-        return cur.execute(
-            "SELECT ts, value, quality FROM points WHERE series_id = ? AND ts >= ? AND ts < ? "
-            "AND quality IN (0, 2) ORDER BY ts",
-            [series_id, lo, hi],
-        ).df()
+            b = self.tiers.bucketed(lo, hi, int(every_ns), series_id=series_id, con=cur)
+            sid = np.full(len(b), series_id)
+            n = b["n"].to_numpy(np.float64)
+            return pd.DataFrame({"ts": b["bucket"].to_numpy(np.int64),
+                                 "value": self._values(sid, b["vsum"].to_numpy(np.float64) / np.maximum(n, 1)),
+                                 "min": self._values(sid, b["vmin"]), "max": self._values(sid, b["vmax"]),
+                                 "count": b["n"].to_numpy(np.int64)})
+        raw, args = self.tiers.raw_sql(lo, hi, series_id=series_id)
+        df = cur.execute(f"SELECT ts, v, quality FROM ({raw}) WHERE quality IN (0, 2) ORDER BY ts", args).df()
+        return pd.DataFrame({"ts": df["ts"].to_numpy(np.int64), "value": self._values(np.full(len(df), series_id), df["v"]),
+                             "quality": df["quality"].to_numpy(np.uint8)})
+
+    def query_many(
+        self,
+        series_ids: Sequence[int],
+        start_ns: int | None,
+        end_ns: int | None,
+        *,
+        every_ns: int | None = None,
+        agg: Aggregate = "mean",
+    ) -> pd.DataFrame:
+        """Served rows of many series in [start, end), raw or one `agg` per epoch-aligned bucket."""
+        lo = LO if start_ns is None else int(start_ns)
+        hi = HI if end_ns is None else int(end_ns)
+        cur = self._cur()
+        cur.register("_ids", pd.DataFrame({"sid": np.asarray(list(series_ids), dtype=np.int32)}))
+        try:
+            if every_ns:
+                check_aggregate(agg)
+                b = self.tiers.bucketed(lo, hi, int(every_ns), ids_table="_ids", con=cur)
+                sid = b["series_id"].to_numpy(np.int64)
+                if agg == "count":
+                    value = b["n"].to_numpy(np.float64)
+                elif agg == "mean":
+                    value = self._values(sid, b["vsum"].to_numpy(np.float64) / np.maximum(b["n"].to_numpy(np.float64), 1))
+                else:
+                    value = self._values(sid, b[{"min": "vmin", "max": "vmax", "last": "last_v"}[agg]])
+                return pd.DataFrame({"series_id": sid.astype(np.int32), "ts": b["bucket"].to_numpy(np.int64),
+                                     "value": value})
+            raw, args = self.tiers.raw_sql(lo, hi, ids_table="_ids")
+            df = cur.execute(f"SELECT series_id, ts, v, quality FROM ({raw}) WHERE quality IN (0, 2) ORDER BY 1, 2",
+                             args).df()
+        finally:
+            cur.unregister("_ids")
+        sid = df["series_id"].to_numpy(np.int64)
+        return pd.DataFrame({"series_id": sid.astype(np.int32), "ts": df["ts"].to_numpy(np.int64),
+                             "value": self._values(sid, df["v"]), "quality": df["quality"].to_numpy(np.uint8)})
+
+    def latest(self, series_ids: Sequence[int] | None = None) -> pd.DataFrame:
+        """The newest served point per series: columns series_id, ts, value (from the 1 h rollups)."""
+        sql = "SELECT series_id, max(last_ts) AS ts, arg_max(last_v, last_ts) AS v FROM rollup_1h WHERE n > 0"
+        args: list[Any] = []
+        if series_ids is not None:
+            sql += " AND list_contains(?, series_id)"
+            args.append([int(s) for s in series_ids])
+        df = self._cur().execute(sql + " GROUP BY 1 ORDER BY 1", args).df()
+        sid = df["series_id"].to_numpy(np.int64)
+        return pd.DataFrame({"series_id": sid.astype(np.int32), "ts": df["ts"].to_numpy(np.int64),
+                             "value": self._values(sid, df["v"])})
+
+    def delete_range(
+        self, start_ns: int | None, end_ns: int | None, *, series_ids: Sequence[int] | None = None
+    ) -> int:
+        """Delete points (and their notes) in [start, end), hot and cold; rollups follow. The
+        series stay listed."""
+        lo = LO if start_ns is None else int(start_ns)
+        hi = HI if end_ns is None else int(end_ns)
+        ids = None if series_ids is None else [int(s) for s in series_ids]
+
+        def run() -> int:
+            n = self.tiers.delete(lo, hi, ids)
+            self._con.execute("DELETE FROM point_notes WHERE ts >= ? AND ts < ?"
+                              + ("" if ids is None else " AND list_contains(?, series_id)"),
+                              [lo, hi] + ([] if ids is None else [ids]))
+            return n
+
+        with self._lock:
+            return int(self._transaction(run))
+
+    def retention(self) -> int | None:
+        """How long raw points are kept, in ns (None: forever)."""
+        days = self.retention_policy.raw_days
+        return None if not days else days * DAY_NS
+
+    def set_retention(self, keep_ns: int | None) -> None:
+        """Keep raw points for `keep_ns` (None: forever); applied by the next `maintain`."""
+        days = 0 if keep_ns is None else max(1, -(-int(keep_ns) // DAY_NS))
+        self.retention_policy = replace(self.retention_policy, raw_days=days)
+
+    def compact(self, now_ns: int) -> int:
+        """Move closed days older than the policy's `compact_after_h` to the cold tier."""
+        before = now_ns - self.retention_policy.compact_after_h * 3600 * 10**9
+        with self._lock:
+            return int(self._transaction(lambda: self.tiers.compact(before)))
+
+    def maintain(self, now_ns: int) -> dict[str, int]:
+        """The scheduled job: compaction, then retention of every tier and of the node's own
+        tables (forecasts, ledger, dead letters). Returns what each step removed or moved."""
+        p = self.retention_policy
+        out = {"days_compacted": self.compact(now_ns)}
+
+        def cut(days: int) -> int | None:
+            return None if not days else now_ns - days * DAY_NS
+
+        def run() -> None:
+            if (c := cut(p.raw_days)) is not None:
+                out["raw_removed"] = self.tiers.drop_raw_before(c)
+                self._con.execute("DELETE FROM point_notes WHERE ts < ?", [c])
+            for tier, days in (("1m", p.rollup_1m_days), ("1h", p.rollup_1h_days)):
+                if (c := cut(days)) is not None:
+                    out[f"rollup_{tier}_removed"] = self.tiers.drop_rollups_before(tier, c)
+            for name, days, sql in (
+                ("forecasts_removed", p.forecasts_days, ("DELETE FROM forecast_points WHERE run_id IN (SELECT run_id "
+                 "FROM forecast_runs WHERE made_ns < ?)")),
+                ("forecast_runs_removed", p.forecasts_days, "DELETE FROM forecast_runs WHERE made_ns < ?"),
+                ("ledger_removed", p.ledger_days, "DELETE FROM ledger WHERE received_ns < ?"),
+                ("deadletters_removed", p.deadletters_days, "DELETE FROM deadletters WHERE received_ns < ?"),
+                ("device_events_removed", p.deadletters_days, "DELETE FROM device_events WHERE ts < ?"),
+            ):
+                if (c := cut(days)) is not None:
+                    out[name] = int(_one(self._con, sql.replace("DELETE FROM", "SELECT count(*) FROM", 1), [c]))
+                    self._con.execute(sql, [c])
+
+        with self._lock:
+            self._transaction(run)
+            self._con.execute("CHECKPOINT")  # hand freed blocks back for reuse, so the file stops growing
+        return out
+
+    def checkpoint(self) -> None:
+        with self._lock:
+            self._con.execute("CHECKPOINT")
+
+    def stats(self) -> dict[str, Any]:
+        """Points, series and bytes per tier (`greennanny db stats`)."""
+        cur = self._cur()
+        hot = int(_one(cur, "SELECT count(*) FROM points"))
+        cold_files = self.tiers.cold.files()
+        cold = int(_one(cur, f"SELECT count(*) FROM read_parquet([{', '.join(repr(f) for f in cold_files)}])")) \
+            if cold_files else 0
+        cold_bytes = self.tiers.cold.bytes()
+        db_bytes = self.path.stat().st_size if self.path.exists() else 0
+        wal = self.path.with_name(self.path.name + ".wal")
+        out: dict[str, Any] = {
+            "series": int(_one(cur, "SELECT count(*) FROM series")),
+            "raw_points": hot + cold, "hot_points": hot, "cold_points": cold, "cold_days": len(cold_files),
+            "cold_bytes": cold_bytes, "cold_bytes_per_point": round(cold_bytes / cold, 3) if cold else None,
+            "file_bytes": db_bytes, "wal_bytes": wal.stat().st_size if wal.exists() else 0,
+            "rollup_1m_rows": int(_one(cur, "SELECT count(*) FROM rollup_1m")),
+            "rollup_1h_rows": int(_one(cur, "SELECT count(*) FROM rollup_1h")),
+            "forecast_runs": int(_one(cur, "SELECT count(*) FROM forecast_runs")),
+            "ledger_rows": int(_one(cur, "SELECT count(*) FROM ledger")),
+            "deadletters": int(_one(cur, "SELECT count(*) FROM deadletters")),
+        }
+        out["bytes_per_point"] = round((db_bytes + cold_bytes) / out["raw_points"], 3) if out["raw_points"] else None
+        out["raw_bytes"] = cold_bytes + (round(hot * out["cold_bytes_per_point"]) if cold and hot else 0)
+        return out
 
     def query_long(self, series_ids: list[int], start_ns: int, end_ns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Long columns (series_id, ts, value) of usable points for many series, for forecasting."""
@@ -299,21 +504,32 @@ class DuckDBStore:
         ids = pd.DataFrame({"sid": np.asarray(series_ids, dtype=np.int32)})
         cur.register("_ids", ids)
         try:
-            tbl = cur.execute(
-                "SELECT p.series_id, p.ts, p.value FROM points p JOIN _ids ON p.series_id = _ids.sid "
-                "WHERE p.ts >= ? AND p.ts < ? AND p.quality = 0",
-                [start_ns, end_ns],
-            ).fetchnumpy()
+            raw, args = self.tiers.raw_sql(int(start_ns), int(end_ns), ids_table="_ids")
+            tbl = cur.execute(f"SELECT series_id, ts, v FROM ({raw}) WHERE quality = 0 AND v IS NOT NULL", args).df()
         finally:
             cur.unregister("_ids")
-        return (
-            np.asarray(tbl["series_id"], np.int64),
-            np.asarray(tbl["ts"], np.int64),
-            np.asarray(tbl["value"], np.float64),
-        )
+        sid = tbl["series_id"].to_numpy(np.int64)
+        return sid, tbl["ts"].to_numpy(np.int64), self._values(sid, tbl["v"])
+
+    def rows(self, series_ids: Sequence[int] | None = None) -> pd.DataFrame:
+        """Every stored row, served or not, hot and cold: series_id, ts, value, quality, in order.
+
+        For audits and tests (a crash test counts (series, ts) pairs here); plots and the API use
+        `query`, which serves only usable rows.
+        """
+        raw, args = self.tiers.raw_sql(LO, HI)
+        sql = f"SELECT series_id, ts, v, quality FROM ({raw})"
+        if series_ids is not None:
+            sql += " WHERE list_contains(?, series_id)"
+            args = [*args, [int(s) for s in series_ids]]
+        df = self._cur().execute(sql + " ORDER BY 1, 2", args).df()
+        sid = df["series_id"].to_numpy(np.int64)
+        return pd.DataFrame({"series_id": sid.astype(np.int32), "ts": df["ts"].to_numpy(np.int64),
+                             "value": self._values(sid, df["v"]), "quality": df["quality"].to_numpy(np.uint8)})
 
     def count_points(self) -> int:
-        return int(_one(self._cur(), "SELECT count(*) FROM points"))
+        raw, args = self.tiers.raw_sql(LO, HI)
+        return int(_one(self._cur(), f"SELECT count(*) FROM ({raw})", args))
 
     def deadletters(self, *, reason: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         sql = "SELECT received_ns, topic, payload, reason, detail, source, device FROM deadletters"
@@ -394,7 +610,7 @@ class DuckDBStore:
     def first_seen_by_device(self) -> dict[str, int]:
         """Earliest stored reading per device (the live time-sanity rule's anchor)."""
         rows = self._cur().execute(
-            "SELECT s.device, min(p.ts) FROM points p JOIN series s ON s.id = p.series_id GROUP BY 1").fetchall()
+            "SELECT s.device, min(r.first_any) FROM rollup_1h r JOIN series s ON s.id = r.series_id GROUP BY 1").fetchall()
         return {d: int(t) for d, t in rows}
 
     def recent_dedup_keys(self, since_ns: int) -> list[tuple[str, int]]:
@@ -449,3 +665,38 @@ class DuckDBStore:
 
     def forecast_count(self) -> int:
         return int(_one(self._cur(), "SELECT count(*) FROM forecast_runs"))
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long each tier and the node's own tables are kept, in days (0: forever); see
+    config.RetentionConfig, whose validated values this carries into the store."""
+
+    raw_days: int = 90
+    rollup_1m_days: int = 365
+    rollup_1h_days: int = 0
+    forecasts_days: int = 30
+    ledger_days: int = 30
+    deadletters_days: int = 90
+    compact_after_h: int = 48
+
+
+def _concat(a: Batch, b: Batch) -> Batch:
+    """Two batches over the same keys as one (rejected rows of two checks)."""
+    if not len(a):
+        return b
+    if not len(b):
+        return a
+    keys = list(dict.fromkeys([*a.keys, *b.keys]))
+    pos = {k: i for i, k in enumerate(keys)}
+    ai = np.array([pos[k] for k in a.keys], np.int32)[a.key_index]
+    bi = np.array([pos[k] for k in b.keys], np.int32)[b.key_index]
+    reasons = dict(a.reasons) | {len(a) + r: why for r, why in b.reasons.items()}
+    return Batch(keys, np.concatenate([ai, bi]), np.concatenate([a.ts_ns, b.ts_ns]),
+                 np.concatenate([a.value, b.value]), np.concatenate([a.quality, b.quality]), reasons)
+
+
+def retention_from(cfg: Any) -> Retention:
+    """The store's policy from a `config.RetentionConfig` (kept apart so the store needs no config)."""
+    return Retention(cfg.raw_days, cfg.rollup_1m_days, cfg.rollup_1h_days, cfg.forecasts_days, cfg.ledger_days,
+                     cfg.deadletters_days, cfg.compact_after_h)
