@@ -4,7 +4,6 @@ scalar is stored, `nan` becomes a gap, and the status topic becomes a device ava
 from __future__ import annotations
 
 import math
-import time
 
 import pytest
 
@@ -12,21 +11,13 @@ from greennanny.config import config_from_dict
 from greennanny.ingest.replay import Message, publish
 from greennanny.model import Quality
 from greennanny.runtime.node import Node
+from tests.integration.test_node_mqtt import wait
 
 pytestmark = pytest.mark.integration
 
 SUBS = [{"topic": "+/+/sensor/+/state", "format": "json", "template": "{site}/{device}/sensor/{quantity}/state",
          "zone": "house-1"},
         {"topic": "+/+/status", "format": "json", "template": "{site}/{device}/status", "availability": True}]
-
-
-def wait(cond, timeout=20.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_node_stores_a_home_assistant_scalar_and_records_availability(mosquitto, tmp_path):
