@@ -141,6 +141,7 @@ def test_BR_05_em500_swl_history_probe_errors_and_a_short_frame() -> None:
 
 
 # -- BR-09: one bad payload never stops ingest (pipeline half; the broker half is in the MQTT file) ------
+NOW_BR09 = 1_710_064_900 * 10**9  # just after the readings below, live mode
 BR09_TOPIC = "greennanny/gh1/zone3/th"  # the node's JSON topic for the case's gh1/zone3/th/state
 BR09_TRUNCATED = b'{"temperature": 21.4, "humidity": '
 BR09_GOOD = b'{"air_temperature": 21.6, "relative_humidity": 64.0}'  # canonical names for temperature/humidity
@@ -377,3 +378,36 @@ def test_BR_28_up_without_object_after_uplink_codec_log_is_kept_raw_as_codec_err
     assert (ts, eui, kind) == (utc_ns("2025-06-11T08:00:00Z"), WT101, "log")
     assert json.loads(detail) == {"code": "UPLINK_CODEC", "description": "JS error: Error: not match in {...}",
                                   "level": "ERROR"}
+
+
+def test_BR_09_a_batch_the_pipeline_raised_on_is_stored_when_replayed_not_taken_for_duplicates(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The safety net keeps a failed batch as internal_error dead letters. Its messages were
+    handled (and remembered by dedupe) before the failure, but never stored: a replay after the
+    fix must store them, not count them as duplicates and drop the dead letters."""
+    from greennanny.model import BatchBuilder
+    from greennanny.runtime.pipeline import all_dead
+
+    cfg = config_from_dict({"node": {"data_dir": str(tmp_path)}}, base_dir=tmp_path)
+    store = DuckDBStore(cfg.store_path)
+    try:
+        pipeline = build_pipeline(cfg, store, FakeClock(NOW_BR09))
+        msgs = [Uplink("greennanny/gh1/zone3/th", json.dumps({"air_temperature": 21.0 + i, "ts": 1_710_064_800 + i})
+                       .encode(), NOW_BR09, 1, i + 1) for i in range(3)]
+        real_build = BatchBuilder.build
+
+        def broken(self: BatchBuilder) -> Any:
+            raise RuntimeError("a bug in a later stage")
+
+        monkeypatch.setattr(BatchBuilder, "build", broken)
+        with pytest.raises(RuntimeError):
+            pipeline.process(msgs)
+        store.commit_ingest(all_dead(msgs, "pipeline raised RuntimeError"))  # what Node._commit keeps
+        monkeypatch.setattr(BatchBuilder, "build", real_build)  # the bug is fixed
+        counts = store.replay_deadletters(pipeline.process)
+        assert counts.get("stored") == 3 and counts["still_dead"] == 0, counts
+        (s,) = store.series()
+        assert s.points == 3 and s.last_value == 23.0
+        assert store.deadletter_counts() == {}
+    finally:
+        store.close()

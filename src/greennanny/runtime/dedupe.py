@@ -5,6 +5,10 @@ remembered for `retain_s`; and the window key (devEUI + fCnt + payload) that onl
 `window_s` of the message's own time, because frame counters reset and repeat legitimately.
 At start the runtime seeds the exact keys from the store's ledger, so a message committed just
 before a crash and redelivered after it is recognised.
+
+A batch is a unit: `begin` ... `commit`, or `rollback` when the batch never reaches the store (the
+pipeline raised on it), so messages that were never stored are not taken for duplicates later,
+when they come back from the dead letters or from the broker.
 """
 
 from __future__ import annotations
@@ -18,6 +22,23 @@ class Deduper:
         self.retain_ns = retain_s * 1_000_000_000
         self._exact: OrderedDict[str, int] = OrderedDict()
         self._window: dict[str, int] = {}
+        self._journal: list[tuple[bool, str, int | None]] | None = None  # (exact?, key, previous value)
+
+    def begin(self) -> None:
+        self._journal = []
+
+    def commit(self) -> None:
+        self._journal = None
+
+    def rollback(self) -> None:
+        """Forget every key the current batch added (keys that expired meanwhile stay expired)."""
+        for exact, key, prev in reversed(self._journal or []):
+            table: dict[str, int] = self._exact if exact else self._window
+            if prev is None:
+                table.pop(key, None)
+            else:
+                table[key] = prev
+        self._journal = None
 
     def seed(self, keys: list[tuple[str, int]]) -> None:
         for k, t in keys:
@@ -36,6 +57,11 @@ class Deduper:
             prev = self._window.get(window)
             if prev is not None and abs(ts_ns - prev) <= win:
                 return True
+        if self._journal is not None:
+            if exact:
+                self._journal.append((True, exact, None))
+            if window:
+                self._journal.append((False, window, self._window.get(window)))
         if exact:
             self._exact[exact] = received_ns
         if window:

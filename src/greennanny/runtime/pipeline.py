@@ -64,8 +64,19 @@ class IngestPipeline:
         return None
 
     def process(self, uplinks: Sequence[Uplink]) -> IngestCommit:
+        """One commit for `uplinks`. If it raises, the pipeline's memory (dedupe keys, frame
+        counters, first-seen times) is as before the call: nothing of the batch was stored."""
         with self._lock:
-            return self._process(uplinks)
+            f_cnts, first_seen = dict(self.f_cnts), dict(self.first_seen)
+            self.deduper.begin()
+            try:
+                out = self._process(uplinks)
+            except BaseException:
+                self.deduper.rollback()
+                self.f_cnts, self.first_seen = f_cnts, first_seen
+                raise
+            self.deduper.commit()
+            return out
 
     def _process(self, uplinks: Sequence[Uplink]) -> IngestCommit:
         out = IngestCommit(batch=None)  # type: ignore[arg-type]
