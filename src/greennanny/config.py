@@ -8,8 +8,10 @@ wrong key or value fails at load with the dotted key path and the value given.
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import secrets
+import stat
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -315,12 +317,26 @@ def load_config(path: str | Path) -> Config:
 
 
 def check_security(cfg: Config) -> None:
-    """Refuse an API on a non-loopback address without a token (secure by default)."""
+    """Refuse an API on a non-loopback address without a token, and a token file that other
+    users can read (as ssh refuses such a key); warn about other secret files that are."""
+    if cfg.api.token_file:
+        token = cfg.path(cfg.api.token_file)
+        if token.exists() and token.stat().st_mode & 0o077:
+            raise ConfigError(
+                f"api.token_file: {token} has mode {stat.S_IMODE(token.stat().st_mode):04o}, readable by other "
+                f"users; run `chmod 600 {token}` (or `greennanny config init --force` for a new token)")
     if cfg.api.host not in ("127.0.0.1", "localhost", "::1") and not cfg.api_token():
         raise ConfigError(
             f"api.host: binding {cfg.api.host!r} needs an API token; "
             f"api.token_file {cfg.api.token_file!r} is missing or empty (run `greennanny config init`)"
         )
+    for key, name in (("mqtt.password_file", cfg.mqtt.password_file),
+                      ("influx_write.password_file", cfg.influx_write.password_file),
+                      ("store.influxdb.password_file", cfg.store.influxdb.password_file),
+                      ("store.influxdb.token_file", cfg.store.influxdb.token_file)):
+        if name and (f := cfg.path(name)).exists() and f.stat().st_mode & 0o077:
+            logging.getLogger("greennanny.config").warning(
+                "%s: %s is readable by other users (mode %04o); chmod 600 it", key, f, stat.S_IMODE(f.stat().st_mode))
 
 
 def _toml_value(v: Any) -> str:

@@ -93,3 +93,26 @@ def test_most_specific_topic_filter_wins_whatever_the_config_order():
                        Deduper(0), FakeClock(0))
     assert p._route("greennanny/senml/gh/h1") is specific
     assert p._route("greennanny/gh/h1/dev") is general
+
+
+def test_config_init_keeps_an_existing_token_but_makes_it_0600_and_says_so(tmp_path):
+    """Found by the clean-clone check: an api_token left at 0644 was kept as it was while the
+    command printed "(mode 0600)", and `config check` then passed."""
+    import os
+    import stat
+
+    from typer.testing import CliRunner
+
+    from greennanny.cli.main import app
+
+    token = tmp_path / "api_token"
+    token.write_text("x" * 40)
+    os.chmod(token, 0o644)
+    cfg_path = tmp_path / "greennanny.toml"
+    out = CliRunner().invoke(app, ["config", "init", str(cfg_path)])
+    assert out.exit_code == 0, out.output
+    assert "kept the existing API token" in out.output and "from 0644 to 0600" in out.output
+    assert stat.S_IMODE(token.stat().st_mode) == 0o600 and token.read_text() == "x" * 40
+    os.chmod(token, 0o644)  # someone loosens it again: the node and `config check` refuse
+    bad = CliRunner().invoke(app, ["config", "check", str(cfg_path)])
+    assert bad.exit_code != 0 and "readable by other users" in bad.output and "chmod 600" in bad.output

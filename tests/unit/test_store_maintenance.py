@@ -75,10 +75,13 @@ def test_db_stats_and_maintain_routes(tmp_path: Path) -> None:
     with httpx.Client(transport=InProcessTransport(create_app(cfg, store)), base_url="http://local") as c:
         s = c.get("/db/stats").json()
         assert s["raw_points"] == len(ts) and s["series"] == 1 and s["cold_days"] == 0
-        assert s["rollup_1h_rows"] == 10 * 24
+        assert s["rollup_1h_rows"] == 0, "rollups are built when a day is compacted"
+        assert c.get("/series").json()[0]["points"] == len(ts), "the hot window is listed from raw rows"
         done = c.post("/db/maintain").json()  # wall clock: every 2026-01 day is long closed
         assert done["days_compacted"] == 10
-        assert c.get("/db/stats").json()["cold_points"] == len(ts)
+        after = c.get("/db/stats").json()
+        assert after["cold_points"] == len(ts) and after["rollup_1h_rows"] == 10 * 24
+        assert c.get("/series").json()[0]["points"] == len(ts)
     store.close()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import typer
@@ -26,8 +28,15 @@ def init(path: Path = typer.Argument(Path("greennanny.toml"), help="Where to wri
     token = path.parent / "api_token"
     if not token.exists() or force:
         write_token(token)
+        said = f"wrote {path} and a new API token {token} (mode 0600)"
+    else:
+        mode = stat.S_IMODE(token.stat().st_mode)
+        if mode != 0o600:
+            os.chmod(token, 0o600)
+        said = (f"wrote {path}; kept the existing API token {token}"
+                + (f" and set its mode from {mode:04o} to 0600" if mode != 0o600 else " (mode 0600)"))
     load_config(path)  # the sample must validate
-    console.print(f"wrote {path} and {token} (mode 0600)")
+    console.print(said)
 
 
 @app.command("check")

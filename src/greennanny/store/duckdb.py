@@ -90,10 +90,14 @@ _AGG_SQL = {
 
 
 def _one(con: duckdb.DuckDBPyConnection, sql: str, args: list[Any] | None = None) -> Any:
-    """The single value of an aggregate query (which always returns one row)."""
-    row = con.execute(sql, args or []).fetchone()
-    assert row is not None, sql
-    return row[0]
+    """The single value of an aggregate query (which always returns one row).
+
+    `fetchall`, not `fetchone`: a result read only in part keeps its cursor's transaction open,
+    and an open reader makes `maintain`'s CHECKPOINT fail (tests/unit/test_store_reader_cursors.py).
+    """
+    rows = con.execute(sql, args or []).fetchall()
+    assert len(rows) == 1, sql
+    return rows[0][0]
 
 
 class DuckDBStore:
@@ -280,11 +284,11 @@ class DuckDBStore:
             return prev if prev is not None and prev != d else None
 
     def device(self, dev_eui: str) -> DeviceRecord | None:
-        row = self._cur().execute(
+        rows = self._cur().execute(
             "SELECT dev_eui, codec, model, field_map, site, zone, name, source, interval_s FROM devices WHERE dev_eui = ?",
             [dev_eui],
-        ).fetchone()
-        return DeviceRecord(*row) if row else None
+        ).fetchall()  # all of it, so the cursor's transaction ends (see `_one`)
+        return DeviceRecord(*rows[0]) if rows else None
 
     def devices(self) -> list[DeviceRecord]:
         rows = self._cur().execute(
@@ -314,16 +318,16 @@ class DuckDBStore:
 
     def _series_info(self, where: str, args: list[Any]) -> list[SeriesInfo]:
         """Series with their row count, first and last instant (every stored row, served or not)
-        and last served value, read from the 1 h rollups: a listing never scans raw points."""
+        and last served value: hourly rollups behind the watermark, raw rows of the hot window."""
+        summary, s_args = self.tiers.summary_sql()
         sql = (
-            "SELECT s.id, s.site, s.zone, s.device, s.quantity, s.unit, coalesce(sum(r.rows), 0), min(r.first_any), "
-            "max(r.last_any), arg_max(r.last_v, r.last_ts) FILTER (WHERE r.n > 0) FROM series s "
-            "LEFT JOIN rollup_1h r ON r.series_id = s.id "
+            "SELECT s.id, s.site, s.zone, s.device, s.quantity, s.unit, coalesce(r.rows, 0), r.first_any, "
+            f"r.last_any, CASE WHEN r.n > 0 THEN r.last_v END FROM series s LEFT JOIN ({summary}) r ON r.series_id = s.id "
             + ("WHERE " + where if where else "")
-            + " GROUP BY ALL ORDER BY s.site, s.zone, s.device, s.quantity"
+            + " ORDER BY s.site, s.zone, s.device, s.quantity"
         )
         out = []
-        for sid, site_, zone_, dev, q, unit, n, lo, hi, last in self._cur().execute(sql, args).fetchall():
+        for sid, site_, zone_, dev, q, unit, n, lo, hi, last in self._cur().execute(sql, s_args + args).fetchall():
             value = None if last is None else float(self._values(np.array([sid]), np.array([last], np.float64))[0])
             out.append(SeriesInfo(sid, SeriesKey(site_, zone_, dev, q), unit, int(n), lo, hi, value))
         return out
@@ -390,13 +394,13 @@ class DuckDBStore:
                              "value": self._values(sid, df["v"]), "quality": df["quality"].to_numpy(np.uint8)})
 
     def latest(self, series_ids: Sequence[int] | None = None) -> pd.DataFrame:
-        """The newest served point per series: columns series_id, ts, value (from the 1 h rollups)."""
-        sql = "SELECT series_id, max(last_ts) AS ts, arg_max(last_v, last_ts) AS v FROM rollup_1h WHERE n > 0"
-        args: list[Any] = []
+        """The newest served point per series: columns series_id, ts, value."""
+        summary, args = self.tiers.summary_sql()
+        sql = f"SELECT series_id, last_ts AS ts, last_v AS v FROM ({summary}) WHERE n > 0"
         if series_ids is not None:
             sql += " AND list_contains(?, series_id)"
             args.append([int(s) for s in series_ids])
-        df = self._cur().execute(sql + " GROUP BY 1 ORDER BY 1", args).df()
+        df = self._cur().execute(sql + " ORDER BY 1", args).df()
         sid = df["series_id"].to_numpy(np.int64)
         return pd.DataFrame({"series_id": sid.astype(np.int32), "ts": df["ts"].to_numpy(np.int64),
                              "value": self._values(sid, df["v"])})
@@ -609,8 +613,10 @@ class DuckDBStore:
 
     def first_seen_by_device(self) -> dict[str, int]:
         """Earliest stored reading per device (the live time-sanity rule's anchor)."""
+        summary, args = self.tiers.summary_sql()
         rows = self._cur().execute(
-            "SELECT s.device, min(r.first_any) FROM rollup_1h r JOIN series s ON s.id = r.series_id GROUP BY 1").fetchall()
+            f"SELECT s.device, min(r.first_any) FROM ({summary}) r JOIN series s ON s.id = r.series_id GROUP BY 1",
+            args).fetchall()
         return {d: int(t) for d, t in rows}
 
     def recent_dedup_keys(self, since_ns: int) -> list[tuple[str, int]]:

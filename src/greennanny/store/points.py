@@ -9,9 +9,15 @@ late point written after its day was compacted wins, as every write does.
 Rollups hold, per (series, bucket): over its served points (quality ok or flagged) count, min,
 max, sum and the last point; the 1 h tier also, over all its rows (missing and quarantined ones
 too, which are kept but never served), their count and first and last instant, which is what a
-series listing shows. The 1 min tier has a row only where a bucket has a served point. Each write recomputes from raw exactly the buckets its
-rows fall in; a delete recomputes the buckets it cuts. Nothing is ever merged incrementally, so a
-rollup always equals a recompute from raw, whatever order points came in.
+series listing shows. The 1 min tier has a row only where a bucket has a served point.
+
+Rollups cover every bucket before the watermark `until` (a UTC midnight, kept in `tier_state`):
+compaction builds a closing day's rollups from its rows in the transaction that moves it to the
+cold tier and advances the watermark; a write or delete that reaches behind the watermark (a
+late point) recomputes from raw exactly the buckets it touches. So every bucket before `until`
+equals a recompute from raw, and reads take whole buckets from the rollups there and aggregate
+the raw rows after it: the hot window, a few days at most. Writes in the hot window, which is
+what live ingest does, do no rollup work at all.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ CREATE TABLE IF NOT EXISTS rollup_1m (series_id INTEGER, bucket BIGINT, n BIGINT
   vsum DOUBLE, last_ts BIGINT, last_v BIGINT);
 CREATE TABLE IF NOT EXISTS rollup_1h (series_id INTEGER, bucket BIGINT, n BIGINT, vmin BIGINT, vmax BIGINT,
   vsum DOUBLE, last_ts BIGINT, last_v BIGINT, rows BIGINT, first_any BIGINT, last_any BIGINT);
+CREATE TABLE IF NOT EXISTS tier_state (key VARCHAR PRIMARY KEY, value BIGINT);
 """
 # Every tier keeps what downsampled reads need; the 1 h tier also what a series listing shows
 # (rows of any quality and their first and last instant). `vsum` is a double: exact for sums of
@@ -63,15 +70,17 @@ class PointTables:
         if create:
             con.execute(SCHEMA)
         self._cold_days = set(cold.days())
+        has_state = create or bool(con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'tier_state'").fetchall()[0][0])
+        row = con.execute("SELECT value FROM tier_state WHERE key = 'rollups_until'").fetchall() if has_state else []
+        self.until = int(row[0][0]) if row else LO  # rollups cover every bucket before this instant
         # The newest instant stored per series (any quality): a batch entirely newer than it cannot
-        # collide with a stored row, so it skips the collision queries. The 1 h rollups hold every
-        # row's instant and outlive raw points (retention enforces it), so they seed it exactly.
+        # collide with a stored row, so it skips the collision queries. Seeded from all raw rows.
         self._last = np.full(1, _I64_MIN, np.int64)
-        rows = con.execute("SELECT series_id, max(last_any) FROM rollup_1h GROUP BY 1").fetchall()
-        for sid_, last in rows:
+        raw, args = self.raw_sql(LO, HI)
+        for sid_, last in con.execute(f"SELECT series_id, max(ts) FROM ({raw}) GROUP BY 1", args).fetchall():
             self._grow(int(sid_) + 1)
             self._last[int(sid_)] = int(last)
-        self._open = {name: _OpenRows(cols) for name, cols in TIER_COLS.items()}
 
     # -- reading ---------------------------------------------------------------------------
     def raw_sql(self, lo: int, hi: int, *, ids_table: str | None = None, series_id: int | None = None) -> tuple[str, list[Any]]:
@@ -112,7 +121,8 @@ class PointTables:
             self._last = np.concatenate([self._last, np.full(max(size, 2 * len(self._last)) - len(self._last), _I64_MIN)])
 
     def write(self, sid: np.ndarray, ts: np.ndarray, v: np.ndarray, valid: np.ndarray, quality: np.ndarray) -> Written:
-        """Append rows (last wins per (series, ts)) and bring the rollup buckets they touch up to date."""
+        """Append rows (last wins per (series, ts)); rollup buckets behind the watermark that they
+        touch are recomputed, the hot window needs nothing."""
         n = len(ts)
         if not n:
             return Written(0, 0)
@@ -122,7 +132,7 @@ class PointTables:
         s_sorted, t_sorted = sid[order], ts[order]
         in_batch_dup = bool(((s_sorted[1:] == s_sorted[:-1]) & (t_sorted[1:] == t_sorted[:-1])).any())
         if not in_batch_dup and bool((ts > self._last[sid]).all()):
-            # Live ingest: every row is newer than anything stored for its series.
+            # Live ingest: every row is newer than anything stored for its series: no collision.
             tbl = pa.table({"series_id": pa.array(sid.astype(np.int32)), "ts": pa.array(ts),
                             "v": pa.array(v.astype(np.int64), mask=~valid), "quality": pa.array(quality.astype(np.uint8))})
             self.con.register("_in", tbl)
@@ -130,14 +140,22 @@ class PointTables:
                 self.con.execute("INSERT INTO points SELECT * FROM _in")
             finally:
                 self.con.unregister("_in")
-            self._merge_newest(sid, ts, v, valid, quality)
-            np.maximum.at(self._last, sid, ts)
-            return Written(n, 0)
-        out = self._write_general(sid, ts, v, valid, quality)
+            out = Written(n, 0)
+        else:
+            out = self._write_general(sid, ts, v, valid, quality)
         np.maximum.at(self._last, sid, ts)
-        for op in self._open.values():  # the general path may have rewritten an open bucket
-            op.forget()
+        behind = ts < self.until
+        if behind.any():  # late for the rollups: recompute what these rows touch
+            self._recompute_rows(sid[behind], ts[behind])
         return out
+
+    def _recompute_rows(self, sid: np.ndarray, ts: np.ndarray) -> None:
+        tbl = pa.table({"series_id": pa.array(sid.astype(np.int32)), "ts": pa.array(ts.astype(np.int64))})
+        self.con.register("_late", tbl)
+        try:
+            self._recompute_from("_late", int(ts.min()), int(ts.max()) + 1)
+        finally:
+            self.con.unregister("_late")
 
     def _write_general(self, sid: np.ndarray, ts: np.ndarray, v: np.ndarray, valid: np.ndarray,
                        quality: np.ndarray) -> Written:
@@ -171,104 +189,21 @@ class PointTables:
                 con.execute("DELETE FROM points p USING _in i WHERE p.ts >= ? AND p.ts < ? AND p.series_id = i.series_id "
                             "AND p.ts = i.ts", [lo, hi])
             con.execute("INSERT INTO points SELECT series_id::INTEGER, ts::BIGINT, v::BIGINT, quality::UTINYINT FROM _in")
-            if replaced or hot_hits or cold_hits:
-                self._recompute_from("_in", lo, hi)  # something was replaced: only a recompute is exact
-            else:  # only new (series, ts): old rows of a bucket plus the new ones is the whole bucket
-                keep = ~dup.to_numpy()
-                self._merge(sid[keep], ts[keep], v[keep], valid[keep], quality[keep])
         finally:
             con.unregister("_in")
         return Written(len(df), replaced + hot_hits + cold_hits)
 
-    def _merge_newest(self, sid: np.ndarray, ts: np.ndarray, v: np.ndarray, valid: np.ndarray,
-                      quality: np.ndarray) -> None:
-        """Fold rows newer than everything stored into the rollups. Only a series' newest stored
-        bucket can meet them, and that row is cached (`_OpenRows`), so no lookup is needed: the
-        cached rows that meet a new bucket are replaced, the rest is appended."""
-        con = self.con
-        served = valid & ((quality == 0) | (quality == 2))
-        for name, width in TIERS.items():
-            cols = TIER_COLS[name]
-            sel = served if name == "1m" else np.ones(len(ts), bool)  # 1 min keeps served buckets only
-            if not sel.any():
-                continue
-            new = _aggregate(sid[sel], ts[sel], v[sel], served[sel], width)
-            op = self._open[name]
-            op.load(con, name, new["series_id"], new["bucket"])
-            s_ = new["series_id"]
-            met = op.known[s_] & (op.data["bucket"][s_] == new["bucket"])
-            if met.any():
-                idx = s_[met]
-                d = op.data
-                new["n"][met] += d["n"][idx]
-                new["vmin"][met] = np.minimum(new["vmin"][met], d["vmin"][idx])
-                new["vmax"][met] = np.maximum(new["vmax"][met], d["vmax"][idx])
-                new["vsum"][met] += d["vsum"][idx]
-                older = d["last_ts"][idx] > new["last_ts"][met]
-                new["last_v"][met] = np.where(older, d["last_v"][idx], new["last_v"][met])
-                new["last_ts"][met] = np.maximum(new["last_ts"][met], d["last_ts"][idx])
-                if "rows" in cols:
-                    new["rows"][met] += d["rows"][idx]
-                    new["first_any"][met] = np.minimum(new["first_any"][met], d["first_any"][idx])
-                    new["last_any"][met] = np.maximum(new["last_any"][met], d["last_any"][idx])
-                gone = pa.table({"series_id": pa.array(idx.astype(np.int32)), "bucket": pa.array(new["bucket"][met])})
-                con.register("_met", gone)
-                try:
-                    con.execute(f"DELETE FROM rollup_{name} r USING _met m WHERE r.bucket >= ? AND r.bucket <= ? "
-                                "AND r.series_id = m.series_id AND r.bucket = m.bucket",
-                                [int(new["bucket"][met].min()), int(new["bucket"][met].max())])
-                finally:
-                    con.unregister("_met")
-            con.register("_roll", _arrow_rows(new, cols))
-            try:
-                con.execute(f"INSERT INTO rollup_{name} SELECT * FROM _roll")
-            finally:
-                con.unregister("_roll")
-            op.keep_newest(new)
-
-    def _merge(self, sid: np.ndarray, ts: np.ndarray, v: np.ndarray, valid: np.ndarray, quality: np.ndarray) -> None:
-        """Fold rows that are all new into the rollups: per touched bucket, the stored rollup row
-        (if any) and the batch's own aggregate combine into the bucket's new row."""
-        for op in self._open.values():
-            op.forget()
-        con = self.con
-        served = valid & ((quality == 0) | (quality == 2))
-        for name, width in TIERS.items():
-            cols = TIER_COLS[name]
-            if name == "1m":  # this tier keeps served buckets only
-                if not served.any():
-                    continue
-                new = _aggregate(sid[served], ts[served], v[served], served[served], width).frame(cols)
-            else:
-                new = _aggregate(sid, ts, v, served, width).frame(cols)
-            b_lo, b_hi = int(new["bucket"].min()), int(new["bucket"].max()) + 1
-            con.register("_agg", new[["series_id", "bucket"]])
-            try:
-                old = con.execute(
-                    f"SELECT {', '.join(cols)} "
-                    f"FROM rollup_{name} r SEMI JOIN _agg a ON r.series_id = a.series_id AND r.bucket = a.bucket "
-                    "WHERE r.bucket >= ? AND r.bucket < ?", [b_lo, b_hi]).df()
-                if len(old):
-                    con.execute(f"DELETE FROM rollup_{name} r USING _agg a WHERE r.bucket >= ? AND r.bucket < ? "
-                                "AND r.series_id = a.series_id AND r.bucket = a.bucket", [b_lo, b_hi])
-                    new = _combine(old, new, cols)
-            finally:
-                con.unregister("_agg")
-            con.register("_roll", _nullable(new))
-            try:
-                con.execute(f"INSERT INTO rollup_{name} SELECT series_id::INTEGER, {', '.join(cols[1:])} FROM _roll")
-            finally:
-                con.unregister("_roll")
-
     def _recompute_from(self, rows_table: str, lo: int, hi: int) -> None:
-        """Recompute every rollup bucket that a row of `rows_table` (series_id, ts) falls in."""
-        for op in self._open.values():
-            op.forget()
+        """Recompute every rollup bucket before the watermark that a row of `rows_table`
+        (series_id, ts) falls in."""
+        hi = min(hi, self.until)
+        if lo >= hi:
+            return
         con = self.con
         for name, width in TIERS.items():
             b_lo, b_hi = _floor(lo, width), _floor(hi - 1, width) + width
             con.execute(f"CREATE OR REPLACE TEMP TABLE _touch AS SELECT DISTINCT series_id AS sid, "
-                        f"ts - (((ts % {width}) + {width}) % {width}) AS bucket FROM {rows_table}")
+                        f"ts - (((ts % {width}) + {width}) % {width}) AS bucket FROM {rows_table} WHERE ts < {self.until}")
             self._rebuild(name, width, b_lo, b_hi)
 
     def _rebuild(self, name: str, width: int, b_lo: int, b_hi: int) -> None:
@@ -306,20 +241,40 @@ class PointTables:
 
     # -- compaction and retention ------------------------------------------------------------
     def compact(self, before_ns: int) -> int:
-        """Move every whole UTC day before `before_ns` from the hot tier into its cold file.
+        """Move every whole UTC day before `before_ns` from the hot tier into its cold file, and
+        build the rollups of everything up to that midnight (the new watermark).
 
         Runs inside the store's transaction: the file is replaced first (atomically), then the
         day's hot rows are deleted. A crash in between leaves rows in both tiers, which reads
-        resolve (hot wins, same values) and the next compaction repeats. Returns days moved.
+        resolve (hot wins, same values) and the next compaction repeats; the rollups and the
+        watermark commit with the deletes or not at all. Returns days moved.
         """
         con = self.con
-        last_day = day_of(before_ns) - 1
+        new_until = day_of(before_ns) * DAY_NS
         rows = con.execute("SELECT DISTINCT ts // ? AS d FROM points WHERE ts < ? ORDER BY 1",
-                           [DAY_NS, (last_day + 1) * DAY_NS]).fetchall()
+                           [DAY_NS, new_until]).fetchall()
+        if new_until > self.until:
+            self._build_rollups(self.until, new_until)
+            self.until = new_until
+            con.execute("INSERT OR REPLACE INTO tier_state VALUES ('rollups_until', ?)", [new_until])
         for (day,) in rows:
             self._rewrite_day(int(day))
             con.execute("DELETE FROM points WHERE ts >= ? AND ts < ?", [day * DAY_NS, (day + 1) * DAY_NS])
         return len(rows)
+
+    def _build_rollups(self, lo: int, hi: int) -> None:
+        """Rollup rows of every bucket in [lo, hi) (whole days), from raw."""
+        con = self.con
+        raw, args = self.raw_sql(lo, hi)
+        for name, width in TIERS.items():
+            con.execute(f"DELETE FROM rollup_{name} WHERE bucket >= ? AND bucket < ?", [lo, hi])
+            f = f"FILTER (WHERE {SERVED})"
+            listing = ", count(*), min(ts), max(ts)" if name == "1h" else ""
+            where = "" if name == "1h" else f" WHERE {SERVED}"
+            con.execute(
+                f"INSERT INTO rollup_{name} SELECT series_id, ts - (((ts % {width}) + {width}) % {width}) AS b, "
+                f"count(*) {f}, min(v) {f}, max(v) {f}, (sum(v) {f})::DOUBLE, max(ts) {f}, arg_max(v, ts) {f}"
+                f"{listing} FROM ({raw}){where} GROUP BY 1, 2 ORDER BY 1, 2", args)
 
     def _rewrite_day(self, day: int, drop: tuple[int, int, list[int] | None] | None = None) -> None:
         """Write the day's file as its cold rows, overlaid by its hot rows, less `drop`."""
@@ -349,7 +304,6 @@ class PointTables:
         return n + self.cold.drop_before(keep)
 
     def drop_rollups_before(self, name: str, ts_ns: int) -> int:
-        self._open[name].forget()
         row = self.con.execute(f"SELECT count(*) FROM rollup_{name} WHERE bucket < ?", [ts_ns]).fetchall()[0]
         self.con.execute(f"DELETE FROM rollup_{name} WHERE bucket < ?", [ts_ns])
         return int(row[0]) if row else 0
@@ -383,7 +337,7 @@ class PointTables:
         raw_ranges = [(lo, hi)]
         if tier is not None:
             w = TIERS[tier]
-            inner_lo, inner_hi = -((-lo) // w) * w, (hi // w) * w
+            inner_lo, inner_hi = -((-lo) // w) * w, (min(hi, self.until) // w) * w  # rollups stop at the watermark
             if inner_lo < inner_hi:
                 raw_ranges = [(lo, inner_lo), (inner_hi, hi)]
                 join = f" SEMI JOIN {ids_table} ON series_id = {ids_table}.sid" if ids_table else ""
@@ -407,6 +361,18 @@ class PointTables:
             f"max(last_ts) AS last_ts, arg_max(last_v, last_ts) AS last_v FROM ({union}) GROUP BY 1, 2 ORDER BY 1, 2",
             args).df()
 
+    def summary_sql(self) -> tuple[str, list[Any]]:
+        """SQL of one row per series over all its points: rows, first_any, last_any (every row)
+        and n, last_ts, last_v (served rows): the hourly rollups before the watermark plus the
+        raw rows after it, so a listing never scans the years behind the watermark."""
+        raw, args = self.raw_sql(self.until, HI)
+        f = f"FILTER (WHERE {SERVED})"
+        return ((f"SELECT series_id, sum(rows) AS rows, min(first_any) AS first_any, max(last_any) AS last_any, "
+                f"sum(n) AS n, max(last_ts) AS last_ts, arg_max(last_v, last_ts) AS last_v FROM ("
+                f"SELECT series_id, rows, first_any, last_any, n, last_ts, last_v FROM rollup_1h UNION ALL "
+                f"SELECT series_id, count(*), min(ts), max(ts), count(*) {f}, max(ts) {f}, arg_max(v, ts) {f} "
+                f"FROM ({raw}) GROUP BY 1) GROUP BY 1"), args)
+
     def hot_rows(self) -> int:
         row = self.con.execute("SELECT count(*) FROM points").fetchall()[0]
         return int(row[0]) if row else 0
@@ -427,146 +393,3 @@ def scale_of(resolution: float) -> tuple[float, bool]:
 
 _I64_MAX, _I64_MIN = np.iinfo(np.int64).max, np.iinfo(np.int64).min
 
-
-def _aggregate(sid: np.ndarray, ts: np.ndarray, v: np.ndarray, served: np.ndarray, width: int) -> _Cols:
-    """Rollup rows of a batch, vectorised: one per (series, bucket), with "none" encoded as the
-    int64 extremes (vmin: max; vmax/last_ts/last_v: min) until `_nullable`."""
-    bucket = ts - np.mod(ts, width)
-    order = np.lexsort((ts, bucket, sid))
-    s_, b_, t_, v_, ok = sid[order].astype(np.int64), bucket[order], ts[order], v[order].astype(np.int64), served[order]
-    change = np.empty(len(s_), bool)
-    change[0] = True
-    change[1:] = (s_[1:] != s_[:-1]) | (b_[1:] != b_[:-1])
-    starts = np.flatnonzero(change)
-    ends = np.append(starts[1:], len(s_))
-    vm = np.where(ok, v_, _I64_MAX)
-    vx = np.where(ok, v_, _I64_MIN)
-    tx = np.where(ok, t_, _I64_MIN)
-    last_ts = np.maximum.reduceat(tx, starts)
-    # the served row with the greatest ts of each group: rows are sorted by ts within a group
-    pos = np.arange(len(s_))
-    last_pos = np.maximum.reduceat(np.where(ok, pos, -1), starts)
-    last_v = np.where(last_pos >= 0, v_[np.maximum(last_pos, 0)], _I64_MIN)
-    return _Cols({
-        "series_id": s_[starts], "bucket": b_[starts], "n": np.add.reduceat(ok.astype(np.int64), starts),
-        "vmin": np.minimum.reduceat(vm, starts), "vmax": np.maximum.reduceat(vx, starts),
-        "vsum": np.add.reduceat(np.where(ok, v_, 0).astype(np.float64), starts),
-        "last_ts": last_ts, "last_v": last_v,
-        "rows": ends - starts, "first_any": t_[starts], "last_any": t_[ends - 1]})
-
-
-def _combine(old: pd.DataFrame, new: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
-    """Stored rollup rows (NULLs where a bucket has no served point) and a batch's rows, merged."""
-    o = pd.DataFrame({c: old[c].to_numpy(np.int64) for c in cols if c not in _NONE and c != "vsum"})
-    o["vsum"] = old["vsum"].to_numpy(np.float64, na_value=0.0)
-    for col, none in _NONE.items():  # back to the int64 "none" encoding of `_aggregate`
-        raw = old[col]
-        o[col] = np.where(raw.isna().to_numpy(), none, raw.fillna(0).to_numpy(np.int64))
-    both = pd.concat([o[cols], new[cols]], ignore_index=True).sort_values(["series_id", "bucket", "last_ts"],
-                                                                           kind="stable")
-    how = {"n": "sum", "vmin": "min", "vmax": "max", "vsum": "sum", "last_ts": "max", "last_v": "last",
-           "rows": "sum", "first_any": "min", "last_any": "max"}
-    out = both.groupby(["series_id", "bucket"], sort=True).agg({c: how[c] for c in cols[2:]}).reset_index()
-    return out[cols]
-
-
-_NONE = {"vmin": _I64_MAX, "vmax": _I64_MIN, "last_ts": _I64_MIN, "last_v": _I64_MIN}
-
-
-def _nullable(df: pd.DataFrame) -> pd.DataFrame:
-    """The int64 "none" encoding back to NULLs for the rollup table."""
-    out = df.copy()
-    for col, none in _NONE.items():
-        arr = pd.array(out[col].to_numpy(np.int64), dtype="Int64")
-        arr[out[col].to_numpy(np.int64) == none] = pd.NA
-        out[col] = arr
-    none_served = out["n"].to_numpy() == 0
-    vsum = pd.array(out["vsum"].to_numpy(np.float64), dtype="Float64")
-    vsum[none_served] = pd.NA
-    out["vsum"] = vsum
-    return out
-
-
-class _Cols(dict[str, np.ndarray]):
-    """Columns of rollup rows as numpy arrays (what `_aggregate` makes and `_merge*` fold)."""
-
-    def frame(self, cols: list[str]) -> pd.DataFrame:
-        return pd.DataFrame({c: self[c] for c in cols})
-
-
-def _arrow_rows(rows: _Cols, cols: list[str]) -> pa.Table:
-    """Rollup rows for the table: the int64 "none" encoding becomes NULL, as does vsum where n is 0."""
-    out = {"series_id": pa.array(rows["series_id"].astype(np.int32)), "bucket": pa.array(rows["bucket"])}
-    for c in cols[2:]:
-        arr = rows[c]
-        if c in _NONE:
-            out[c] = pa.array(arr, mask=arr == _NONE[c])
-        elif c == "vsum":
-            out[c] = pa.array(arr.astype(np.float64), mask=rows["n"] == 0)
-        else:
-            out[c] = pa.array(arr.astype(np.int64))
-    return pa.table(out)
-
-
-class _OpenRows:
-    """The newest stored rollup row of each series in one tier, by series id.
-
-    `known[sid]` says the entry is trustworthy; `bucket` is _I64_MIN where the series has no row
-    that a newer batch could meet. Anything that rewrites rollups other than `_merge_newest`
-    calls `forget`, and the next batch reads the rows it needs from the table once (`load`).
-    """
-
-    def __init__(self, cols: list[str]) -> None:
-        self.cols = cols
-        self.known = np.zeros(1, bool)
-        self.data: dict[str, np.ndarray] = {c: np.zeros(1, np.float64 if c == "vsum" else np.int64) for c in cols[1:]}
-
-    def _grow(self, size: int) -> None:
-        if size <= len(self.known):
-            return
-        size = max(size, 2 * len(self.known))
-        self.known = np.concatenate([self.known, np.zeros(size - len(self.known), bool)])
-        for c, a in self.data.items():
-            self.data[c] = np.concatenate([a, np.zeros(size - len(a), a.dtype)])
-
-    def forget(self) -> None:
-        self.known[:] = False
-
-    def load(self, con: duckdb.DuckDBPyConnection, name: str, sid: np.ndarray, bucket: np.ndarray) -> None:
-        """Read, for series not known yet, their stored row at the buckets a batch touches."""
-        self._grow(int(sid.max()) + 1)
-        unknown = ~self.known[sid]
-        if not unknown.any():
-            return
-        ask = pa.table({"series_id": pa.array(sid[unknown].astype(np.int32)), "bucket": pa.array(bucket[unknown])})
-        con.register("_ask", ask)
-        try:
-            found = con.execute(f"SELECT {', '.join(self.cols)} FROM rollup_{name} r SEMI JOIN _ask a ON "
-                                "r.series_id = a.series_id AND r.bucket = a.bucket WHERE r.bucket >= ? AND r.bucket <= ?",
-                                [int(bucket[unknown].min()), int(bucket[unknown].max())]).df()
-        finally:
-            con.unregister("_ask")
-        fresh = np.unique(sid[unknown])
-        self.known[fresh] = True
-        self.data["bucket"][fresh] = _I64_MIN
-        if len(found):
-            # a series meets at most one stored bucket (its newest); keep that row
-            f_sid = found["series_id"].to_numpy(np.int64)
-            for c in self.cols[1:]:
-                col = found[c]
-                if c in _NONE:
-                    self.data[c][f_sid] = np.where(col.isna().to_numpy(), _NONE[c], col.fillna(0).to_numpy(np.int64))
-                elif c == "vsum":
-                    self.data[c][f_sid] = col.to_numpy(np.float64, na_value=0.0)
-                else:
-                    self.data[c][f_sid] = col.to_numpy(np.int64)
-
-    def keep_newest(self, rows: _Cols) -> None:
-        """After a write: each series' newest row in `rows` is its newest stored row now."""
-        s_ = rows["series_id"]
-        last = np.flatnonzero(np.append(s_[1:] != s_[:-1], True))  # rows are sorted by (series, bucket)
-        idx = s_[last]
-        self._grow(int(idx.max()) + 1)
-        for c in self.cols[1:]:
-            self.data[c][idx] = rows[c][last]
-        self.known[idx] = True
