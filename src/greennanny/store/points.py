@@ -212,14 +212,9 @@ class PointTables:
         con.execute(f"DELETE FROM rollup_{name} r USING _touch t WHERE r.bucket >= ? AND r.bucket < ? "
                     "AND r.series_id = t.sid AND r.bucket = t.bucket", [b_lo, b_hi])
         raw, args = self.raw_sql(b_lo, b_hi, ids_table="_touch")
-        f = f"FILTER (WHERE {_SERVED_R})"
-        listing = ", count(*), min(r.ts), max(r.ts)" if name == "1h" else ""
-        where = "" if name == "1h" else f" WHERE {_SERVED_R}"
-        con.execute(
-            f"INSERT INTO rollup_{name} SELECT r.series_id, r.ts - (((r.ts % {width}) + {width}) % {width}) AS b, "
-            f"count(*) {f}, min(r.v) {f}, max(r.v) {f}, (sum(r.v) {f})::DOUBLE, max(r.ts) {f}, arg_max(r.v, r.ts) {f}"
-            f"{listing} FROM ({raw}) r SEMI JOIN _touch t ON r.series_id = t.sid "
-            f"AND r.ts - (((r.ts % {width}) + {width}) % {width}) = t.bucket{where} GROUP BY 1, 2", args)
+        bucket = f"r.ts - (((r.ts % {width}) + {width}) % {width})"
+        con.execute(_rollup_insert(name, width, f"({raw}) r SEMI JOIN _touch t ON r.series_id = t.sid "
+                                                f"AND {bucket} = t.bucket"), args)
 
     def delete(self, lo: int, hi: int, series: list[int] | None) -> int:
         """Delete raw rows in [lo, hi) (of `series`, or all), hot and cold; rollups follow."""
@@ -268,13 +263,7 @@ class PointTables:
         raw, args = self.raw_sql(lo, hi)
         for name, width in TIERS.items():
             con.execute(f"DELETE FROM rollup_{name} WHERE bucket >= ? AND bucket < ?", [lo, hi])
-            f = f"FILTER (WHERE {SERVED})"
-            listing = ", count(*), min(ts), max(ts)" if name == "1h" else ""
-            where = "" if name == "1h" else f" WHERE {SERVED}"
-            con.execute(
-                f"INSERT INTO rollup_{name} SELECT series_id, ts - (((ts % {width}) + {width}) % {width}) AS b, "
-                f"count(*) {f}, min(v) {f}, max(v) {f}, (sum(v) {f})::DOUBLE, max(ts) {f}, arg_max(v, ts) {f}"
-                f"{listing} FROM ({raw}){where} GROUP BY 1, 2 ORDER BY 1, 2", args)
+            con.execute(_rollup_insert(name, width, f"({raw}) r") + " ORDER BY 1, 2", args)
 
     def _rewrite_day(self, day: int, drop: tuple[int, int, list[int] | None] | None = None) -> None:
         """Write the day's file as its cold rows, overlaid by its hot rows, less `drop`."""
@@ -376,6 +365,17 @@ class PointTables:
     def hot_rows(self) -> int:
         row = self.con.execute("SELECT count(*) FROM points").fetchall()[0]
         return int(row[0]) if row else 0
+
+
+def _rollup_insert(name: str, width: int, source: str) -> str:
+    """INSERT of rollup tier `name` rows aggregated from `source`, raw rows aliased `r`: the one
+    definition of what a rollup row holds (served aggregates; the hourly tier also all rows)."""
+    f = f"FILTER (WHERE {_SERVED_R})"
+    listing = ", count(*), min(r.ts), max(r.ts)" if name == "1h" else ""
+    where = "" if name == "1h" else f" WHERE {_SERVED_R}"  # the 1-min tier keeps served buckets only
+    return (f"INSERT INTO rollup_{name} SELECT r.series_id, r.ts - (((r.ts % {width}) + {width}) % {width}) AS b, "
+            f"count(*) {f}, min(r.v) {f}, max(r.v) {f}, (sum(r.v) {f})::DOUBLE, max(r.ts) {f}, arg_max(r.v, r.ts) {f}"
+            f"{listing} FROM {source}{where} GROUP BY 1, 2")
 
 
 def _floor(ts: int, width: int) -> int:
