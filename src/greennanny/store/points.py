@@ -391,5 +391,5 @@ def scale_of(resolution: float) -> tuple[float, bool]:
     return float(resolution), False
 
 
-_I64_MAX, _I64_MIN = np.iinfo(np.int64).max, np.iinfo(np.int64).min
+_I64_MIN = np.iinfo(np.int64).min  # "no instant yet" for a series
 
