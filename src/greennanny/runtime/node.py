@@ -109,7 +109,7 @@ class Node:
         self.store = DuckDBStore(cfg.store_path, retention=retention_from(cfg.store.retention))
         apply_config_devices(self.store, cfg)
         self.pipeline = build_pipeline(cfg, self.store, self.clock)
-        self.inbox: queue.SimpleQueue[Uplink] = queue.SimpleQueue()
+        self.inbox: queue.SimpleQueue[list[Uplink]] = queue.SimpleQueue()  # runs of messages in receive order
         self.mqtt = MqttInput(cfg.mqtt, self.inbox, self.clock, password=cfg.mqtt_password(),
                               client_id=client_id)
         self.stats = NodeStats()
@@ -167,11 +167,11 @@ class Node:
                 first = get(timeout=0.2)
             except queue.Empty:
                 continue
-            batch = [first]
+            batch = list(first)
             deadline = time.monotonic() + max_wait
-            while len(batch) < max_n:
+            while len(batch) < max_n:  # a run read in one pass stays whole, so a batch may pass max_n by one run
                 try:
-                    batch.append(get_nowait())
+                    batch += get_nowait()
                     continue
                 except queue.Empty:
                     pass
@@ -179,7 +179,7 @@ class Node:
                 if left <= 0:
                     break
                 try:
-                    batch.append(get(timeout=min(left, idle)))
+                    batch += get(timeout=min(left, idle))
                 except queue.Empty:
                     break
             self._commit(batch)
