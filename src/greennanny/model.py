@@ -14,6 +14,7 @@ import enum
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -256,7 +257,7 @@ class Batch:
         ]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per message on the hot path, and a frozen __init__ costs 3x (0.8 vs 0.25 us)
 class Uplink:
     """One raw message as it arrived: nothing about it is interpreted yet."""
 
@@ -293,10 +294,11 @@ def check_physical_range(q: Quantity, value: float) -> tuple[Quality, str | None
 class BatchBuilder:
     """Accumulates rows into columns without making a Point per reading."""
 
-    __slots__ = ("_idx", "_keys", "_qual", "_reasons", "_ts", "_val")
+    __slots__ = ("_idx", "_keys", "_names", "_qual", "_reasons", "_ts", "_val")
 
     def __init__(self) -> None:
         self._keys: dict[SeriesKey, int] = {}
+        self._names: dict[tuple[str, str, str, str], int] = {}
         self._idx: list[int] = []
         self._ts: list[int] = []
         self._val: list[float] = []
@@ -313,6 +315,32 @@ class BatchBuilder:
         self._ts.append(ts_ns)
         self._val.append(value)
         self._qual.append(quality)
+
+    def add_readings(self, site: str, zone: str, device: str, ts_ns: int, readings: Iterable[Any]) -> int:
+        """Every reading of one message (`decoders.base.Reading`: quantity, value, ts_ns or None
+        for the message's time, quality, reason, channel) in one call: a message has a handful,
+        and per-reading calls were a tenth of the ingest cost. Returns how many were added."""
+        names, idx_l, ts_l, val_l, qual_l, reasons = self._names, self._idx, self._ts, self._val, self._qual, self._reasons
+        n = 0
+        for r in readings:
+            name = (site, zone, f"{device}-{r.channel}" if r.channel else device, r.quantity)
+            idx = names.get(name)
+            if idx is None:
+                idx = names[name] = self._index(SeriesKey(*name))
+            if r.reason:
+                reasons[len(ts_l)] = r.reason
+            idx_l.append(idx)
+            ts_l.append(ts_ns if r.ts_ns is None else r.ts_ns)
+            val_l.append(r.value)
+            qual_l.append(r.quality)
+            n += 1
+        return n
+
+    def _index(self, key: SeriesKey) -> int:
+        idx = self._keys.get(key)
+        if idx is None:
+            idx = self._keys[key] = len(self._keys)
+        return idx
 
     def __len__(self) -> int:
         return len(self._ts)

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from greennanny.model import Quality
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per message on the hot path, and a frozen __init__ costs 3x (0.8 vs 0.25 us)
 class Reading:
     """One canonical value from a payload.
 

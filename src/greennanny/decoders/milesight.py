@@ -18,8 +18,10 @@ fully account for goes to the dead letters instead of being half-stored.
 from __future__ import annotations
 
 import math
+import operator
 import struct
 from collections import deque
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from greennanny.decoders.base import Decoded, Reading
@@ -34,9 +36,9 @@ from greennanny.decoders.milesight_tables import (
     Field,
     Table,
 )
-from greennanny.decoders.values import coerce_value
+from greennanny.decoders.values import SENTINELS, coerce_value
 from greennanny.errors import DecodeError
-from greennanny.model import Quality
+from greennanny.model import QUANTITIES, Quality
 
 __all__ = ["MODELS", "TABLES", "VENDOR_ALIASES", "Channel", "Field", "MilesightDecoder", "Table"]
 
@@ -207,11 +209,23 @@ def _walk(spec: Channel, data: bytes, pos: int) -> tuple[list[_Item], int]:
     return items, at
 
 
+# Per quantity, the values `coerce_value` passes through as they are (OK, no reason): inside the
+# physical range and strictly below the magnitude of every sentinel of that quantity.
+def _ok_range(name: str) -> tuple[float, float]:
+    q = QUANTITIES[name]
+    floor = min(abs(v) for v in SENTINELS.get(name, ()) + SENTINELS["*"]) * 0.999999
+    return max(q.valid_min, -floor), min(q.valid_max, floor)
+
+
+_OK_RANGE: dict[str, tuple[float, float]] = {name: _ok_range(name) for name in QUANTITIES}
+
+
 class _Plan(NamedTuple):
     """One frame shape compiled: its whole layout as one `struct` and what each value means."""
 
     reader: struct.Struct
-    headers: tuple[tuple[int, int], ...]  # (index into the unpacked tuple, the byte it must be)
+    header_at: Callable[[tuple[Any, ...]], tuple[int, ...]]  # the channel/type bytes out of the unpacked tuple
+    headers: tuple[int, ...]  # ... and what they must be for the frame to have this shape
     outs: tuple[tuple[int, Field], ...]  # (index into the unpacked tuple, field), in frame order
     unmapped: tuple[str, ...]
     aliases: dict[str, str]
@@ -252,7 +266,8 @@ def _compile(canonical: str, table: Table, data: bytes) -> _Plan | None:
             idx += 1
         pos += 2 + spec.size
     table_aliases = VENDOR_ALIASES.get(canonical, {})
-    return _Plan(struct.Struct("".join(codes)), tuple(headers), tuple(outs), tuple(unmapped),
+    at = operator.itemgetter(*(i for i, _ in headers))
+    return _Plan(struct.Struct("".join(codes)), at, tuple(b for _, b in headers), tuple(outs), tuple(unmapped),
                  {ours: theirs for ours, theirs in table_aliases.items() if ours in names})
 
 
@@ -267,7 +282,7 @@ def _planned(canonical: str, table: Table, data: bytes) -> Decoded | None:
         plans = _PLANS[key] = []
     for plan in plans:
         values = plan.reader.unpack_from(data)
-        if all(values[i] == b for i, b in plan.headers):
+        if plan.header_at(values) == plan.headers:
             break
     else:
         if len(plans) >= _MAX_SHAPES or _UNPLANNED.get(key, 0) >= _MAX_FAILS:
@@ -287,7 +302,14 @@ def _planned(canonical: str, table: Table, data: bytes) -> Decoded | None:
         value = raw if f.div == 1 else raw / f.div
         obj[f.name] = value
         if f.quantity is not None:
-            readings.append(_reading(f, f.name, value, raw, None, None))
+            # The common case inline: a value inside its quantity's range and below every sentinel
+            # is what `coerce_value` returns unchanged (same arithmetic); anything else takes it.
+            lo, hi = _OK_RANGE[f.quantity]
+            v = float(value) * f.qscale
+            if lo <= v <= hi:
+                readings.append(Reading(f.quantity, v))
+            else:
+                readings.append(_reading(f, f.name, value, raw, None, None))
     if plan.aliases:
         obj["vendor_aliases"] = dict(plan.aliases)
     return Decoded(object=obj, readings=readings, unmapped=list(plan.unmapped))

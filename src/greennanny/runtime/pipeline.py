@@ -17,7 +17,7 @@ from typing import Any
 from greennanny.errors import DecodeError, InputError
 from greennanny.ingest.envelope import Handled, topic_matches
 from greennanny.ingest.timeparse import LATEST_NS, Y2000_NS
-from greennanny.model import Batch, BatchBuilder, Outcome, Quality, SeriesKey, Uplink
+from greennanny.model import Batch, BatchBuilder, Outcome, Quality, Uplink
 from greennanny.runtime.clock import Clock
 from greennanny.runtime.dedupe import Deduper
 from greennanny.store.base import DeadLetter, IngestCommit, LedgerEntry
@@ -48,7 +48,7 @@ class IngestPipeline:
         self.first_seen: dict[str, int] = {}  # first accepted reading per device (live time sanity)
         self.intervals: dict[str, int] = {}  # expected reporting interval (s) per device
         self.devices: Any = None  # the registry lookup the handlers use (has .clear() and .store)
-        self._keys: dict[tuple[str, str, str, str], SeriesKey] = {}
+        self._routes_by_topic: dict[str, object | None] = {}
         self._lock = threading.Lock()  # the ingest thread and a dead-letter replay share dedupe state
 
     def refresh_devices(self) -> None:
@@ -58,10 +58,17 @@ class IngestPipeline:
             self.intervals = {d.dev_eui: d.interval_s for d in self.devices.store.devices() if d.interval_s}
 
     def _route(self, topic: str) -> object | None:
-        for r in self.routes:
-            if topic_matches(r.topic_filter, topic):
-                return r.handler
-        return None
+        """The handler of the most specific matching filter; remembered per topic (a node sees
+        the same few thousand topics all day, and matching every filter cost 1.5 us a message)."""
+        try:
+            return self._routes_by_topic[topic]
+        except KeyError:
+            pass
+        if len(self._routes_by_topic) > 100_000:  # bounded: topics with random parts must not grow memory
+            self._routes_by_topic.clear()
+        found = self._routes_by_topic[topic] = next(
+            (r.handler for r in self.routes if topic_matches(r.topic_filter, topic)), None)
+        return found
 
     def process(self, uplinks: Sequence[Uplink]) -> IngestCommit:
         """One commit for `uplinks`. If it raises, the pipeline's memory (dedupe keys, frame
@@ -82,7 +89,7 @@ class IngestPipeline:
         out = IngestCommit(batch=None)  # type: ignore[arg-type]
         builder = BatchBuilder()
         now = self.clock.now_ns()
-        key = self._key
+        add = builder.add_readings
         for up in uplinks:
             try:
                 handler = self._route(up.topic)
@@ -117,14 +124,9 @@ class IngestPipeline:
                                               h.dedup_key))
                 continue
             self._frame_counter(h, out)
-            for r in h.health:
-                builder.add(key(h.site, h.zone, h.device, r.quantity), h.ts_ns, r.value, int(r.quality), r.reason)
-            n = 0
-            for r in h.readings:
-                ts = h.ts_ns if r.ts_ns is None else r.ts_ns
-                q = f"{h.device}-{r.channel}" if r.channel else h.device
-                builder.add(key(h.site, h.zone, q, r.quantity), ts, r.value, int(r.quality), r.reason)
-                n += 1
+            if h.health:
+                add(h.site, h.zone, h.device, h.ts_ns, h.health)
+            n = add(h.site, h.zone, h.device, h.ts_ns, h.readings) if h.readings else 0
             for p in h.points:
                 builder.add(p.key, p.ts_ns or h.ts_ns, p.value, int(p.quality), p.reason)
                 n += 1
@@ -135,16 +137,6 @@ class IngestPipeline:
             out.ledger.append(LedgerEntry(up.received_ns, up.topic, h.outcome.value, h.kind, h.dedup_key, n))
         out.batch = builder.build()
         return out
-
-    def _key(self, site: str, zone: str, device: str, quantity: str) -> SeriesKey:
-        """The series key, made once per series: a batch names the same few series thousands of times."""
-        t = (site, zone, device, quantity)
-        k = self._keys.get(t)
-        if k is None:
-            if len(self._keys) > 100_000:  # bounded: series come and go over months
-                self._keys.clear()
-            k = self._keys[t] = SeriesKey(site, zone, device, quantity)
-        return k
 
     def _window_ns(self, device: str) -> int | None:
         """The dedup window of a device: at most half its expected reporting interval."""
@@ -170,8 +162,16 @@ class IngestPipeline:
         Checked before anything reaches the batch builder: a stamp that does not fit the int64
         column would otherwise raise for the whole batch and stop ingest (field fault BR-09).
         """
-        stamps = [h.ts_ns] + [r.ts_ns for r in h.readings if r.ts_ns is not None] + [p.ts_ns for p in h.points if p.ts_ns]
         first = self.first_seen.get(h.device) if h.device else None
+        ts = h.ts_ns
+        # The common case, decided without building the list of stamps: one stamp, the message's.
+        if (Y2000_NS <= ts <= LATEST_NS and not h.points and (first is None or ts >= first)
+                and (not self.live or ts <= now + FUTURE_TOLERANCE_NS)
+                and all(r.ts_ns is None for r in h.readings)):
+            if h.device and first is None:
+                self.first_seen[h.device] = ts
+            return None
+        stamps = [h.ts_ns] + [r.ts_ns for r in h.readings if r.ts_ns is not None] + [p.ts_ns for p in h.points if p.ts_ns]
         for t in stamps:
             if t < Y2000_NS:
                 return f"timestamp {t} ns is before 2000-01-01 (device clock not set?)"

