@@ -84,8 +84,10 @@ def create_app(cfg: Config, store: DuckDBStore, node: Any = None) -> FastAPI:
     def health() -> dict[str, Any]:
         out: dict[str, Any] = {"status": "ok", "version": __version__}
         if node is not None:
-            out.update(mqtt_connected=node.mqtt.connected.is_set(), messages=node.stats.messages,
-                       points_ingested=node.stats.points)
+            st = node.stats
+            out.update(mqtt_connected=node.mqtt.connected.is_set(), messages=st.messages, points_ingested=st.points,
+                       ingest={"first_commit_ns": st.first_commit_ns, "first_batch_messages": st.first_batch,
+                               "last_commit_ns": st.last_commit_ns})
         out["points_stored"] = store.count_points()
         return out
 

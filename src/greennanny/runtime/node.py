@@ -96,6 +96,8 @@ class NodeStats:
     replaced: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
     last_commit_ns: int = 0
+    first_commit_ns: int = 0  # with first_batch: the node's own clock for its ingest rate (bench/ingest.py)
+    first_batch: int = 0
     maintenance: dict[str, int] = field(default_factory=dict)  # what the last compaction/retention run did
 
 
@@ -208,6 +210,8 @@ class Node:
         s.replaced += res.replaced
         s.outcomes.update(e.outcome for e in commit.ledger)
         s.last_commit_ns = self.clock.now_ns()
+        if not s.first_commit_ns:
+            s.first_commit_ns, s.first_batch = s.last_commit_ns, len(batch)
 
     def drain(self, timeout: float) -> bool:
         """Wait until the inbox is empty and the last batch committed (for demo and tests)."""
