@@ -23,6 +23,7 @@ from greennanny.api import errors
 from greennanny.api.batch_codec import batch_from_arrow
 from greennanny.api.registry_routes import registry_router
 from greennanny.config import Config
+from greennanny.errors import StoreError
 from greennanny.ingest.timeparse import any_to_ns
 from greennanny.store.base import SeriesInfo
 from greennanny.store.duckdb import DuckDBStore
@@ -85,8 +86,12 @@ def create_app(cfg: Config, store: DuckDBStore, node: Any = None) -> FastAPI:
         out: dict[str, Any] = {"status": "ok", "version": __version__}
         if node is not None:
             out.update(mqtt_connected=node.mqtt.connected.is_set(), messages=node.stats.messages,
-                       points_ingested=node.stats.points)
-        out["points_stored"] = store.count_points()
+                       points_ingested=node.stats.points, store_error=node.stats.store_error)
+        try:
+            out["points_stored"] = store.count_points()
+        except StoreError as exc:  # the node is up; say why the store is not (its commits retry)
+            out["points_stored"] = None
+            out["store_error"] = str(exc)
         return out
 
     @app.get("/series", dependencies=guarded)
