@@ -517,6 +517,25 @@ class DuckDBStore:
         return pd.DataFrame({"series_id": sid.astype(np.int32), "ts": df["ts"].to_numpy(np.int64),
                              "value": self._values(sid, df["v"])})
 
+    def notes(self, series_ids: Sequence[int], start_ns: int | None, end_ns: int | None) -> pd.DataFrame:
+        """Rows in [start, end) that are not OK (flagged, missing, quarantined), hot and cold, with
+        their reason from `point_notes` ("" if none): series_id, ts, quality, reason (exports)."""
+        lo = LO if start_ns is None else int(start_ns)
+        hi = HI if end_ns is None else int(end_ns)
+        cur = self._cur()
+        cur.register("_ids", pd.DataFrame({"sid": np.asarray(list(series_ids), dtype=np.int32)}))
+        try:
+            raw, args = self.tiers.raw_sql(lo, hi, ids_table="_ids")
+            df = cur.execute(
+                f"SELECT r.series_id, r.ts, r.quality, coalesce(n.reason, '') AS reason FROM ({raw}) r "
+                "LEFT JOIN (SELECT series_id, ts, arg_max(reason, rowid) AS reason FROM point_notes "
+                "WHERE ts >= ? AND ts < ? GROUP BY 1, 2) n ON n.series_id = r.series_id AND n.ts = r.ts "
+                "WHERE r.quality <> 0 ORDER BY 1, 2", [*args, lo, hi]).df()
+        finally:
+            cur.unregister("_ids")
+        return pd.DataFrame({"series_id": df["series_id"].to_numpy(np.int32), "ts": df["ts"].to_numpy(np.int64),
+                             "quality": df["quality"].to_numpy(np.uint8), "reason": df["reason"].astype(object)})
+
     def delete_range(
         self, start_ns: int | None, end_ns: int | None, *, series_ids: Sequence[int] | None = None
     ) -> int:
