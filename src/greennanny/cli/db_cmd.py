@@ -26,7 +26,7 @@ _ROWS = [
     ("cold bytes per point", "cold_bytes_per_point"), ("DuckDB file bytes", "file_bytes"), ("WAL bytes", "wal_bytes"),
     ("1-min rollup rows", "rollup_1m_rows"), ("1-h rollup rows", "rollup_1h_rows"),
     ("all bytes per raw point", "bytes_per_point"), ("forecast runs", "forecast_runs"), ("ledger rows", "ledger_rows"),
-    ("dead letters", "deadletters"),
+    ("dead letters", "deadletters"), ("free bytes on its disk", "free_bytes"),
 ]
 
 
