@@ -7,6 +7,7 @@
     │   └── UnknownDevice    a device that is not in the registry (reason `unknown_device`)
     ├── StoreError           the store could not do it
     │   ├── StoreUnavailable retry later (locked, disk full, server down)
+    │   │   └── DiskFull     no space left where the store lives: free some, writes resume
     │   ├── SchemaVersionError  refuse to open: file from another schema version
     │   └── NotSupported     the backend lacks this capability
     ├── BrokerError          MQTT connection/subscription problems (paho errors translated here)
@@ -79,6 +80,16 @@ class StoreError(GreennannyError):
 
 class StoreUnavailable(StoreError):
     """Temporary: retry later (file locked by another process, disk full, server down)."""
+
+
+class DiskFull(StoreUnavailable):
+    """The filesystem holding the store has no space left. Nothing committed is damaged; writes
+    succeed again once space is freed. `path` is the store file, `free_bytes` what was free."""
+
+    def __init__(self, message: str, *, path: str = "", free_bytes: int | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.free_bytes = free_bytes
 
 
 class SchemaVersionError(StoreError):

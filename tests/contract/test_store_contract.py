@@ -143,6 +143,25 @@ def test_flagged_rows_are_served_with_their_quality_missing_and_quarantined_are_
     assert forecastable[1].tolist() == [T0]  # forecasting takes OK rows only
 
 
+def test_notes_give_the_rows_that_are_not_ok_with_their_reason_or_not_supported(store: Any) -> None:
+    b = batch([(CO2, T0, 612.0), (CO2, T0 + MIN, 45000.0), (CO2, T0 + 2 * MIN, float("nan")), (AIR, T0, 20.0)],
+              quality=[Quality.OK, Quality.FLAGGED, Quality.MISSING, Quality.OK])
+    keys = sorted({CO2, AIR})
+    reasons = {1: "co2: 45000.0 is above 40000", 2: "co2='E' is not a number"}
+    b = Batch(b.keys, b.key_index, b.ts_ns, b.value, b.quality, reasons)
+    assert b.keys == keys
+    store.write(b)
+    ids = [sid(store, CO2), sid(store, AIR)]
+    if CAP_UNSERVED_ROWS not in store.capabilities:
+        with pytest.raises(NotSupported, match="notes"):
+            store.notes(ids, None, None)
+        return
+    notes = store.notes(ids, None, None)
+    assert notes["ts"].tolist() == [T0 + MIN, T0 + 2 * MIN] and notes["quality"].tolist() == [2, 1]
+    assert notes["reason"].tolist() == [reasons[1], reasons[2]]
+    assert store.notes(ids, T0 + 2 * MIN, None)["ts"].tolist() == [T0 + 2 * MIN]
+
+
 @pytest.fixture
 def irregular(store: Any) -> pd.DataFrame:
     """Three series, 400 irregular points each over ~2 days, written in shuffled batches."""

@@ -16,16 +16,18 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 
 from greennanny import __version__
 from greennanny.api import errors
 from greennanny.api.batch_codec import batch_from_arrow
 from greennanny.api.registry_routes import registry_router
 from greennanny.config import Config
+from greennanny.errors import StoreError
 from greennanny.ingest.timeparse import any_to_ns
 from greennanny.store.base import SeriesInfo
 from greennanny.store.duckdb import DuckDBStore
+from greennanny.store.export import DEFAULT_CHUNK_ROWS, MEDIA_TYPES, SUFFIXES, ExportRequest, export_bytes, plan_export
 
 SIGN_IN = """<!doctype html><html><head><meta charset="utf-8"><title>greennanny: sign in</title></head>
 <body style="font-family:sans-serif;max-width:36em;margin:4em auto">
@@ -86,9 +88,14 @@ def create_app(cfg: Config, store: DuckDBStore, node: Any = None) -> FastAPI:
         if node is not None:
             st = node.stats
             out.update(mqtt_connected=node.mqtt.connected.is_set(), messages=st.messages, points_ingested=st.points,
+                       store_error=st.store_error,
                        ingest={"first_commit_ns": st.first_commit_ns, "first_batch_messages": st.first_batch,
                                "last_commit_ns": st.last_commit_ns})
-        out["points_stored"] = store.count_points()
+        try:
+            out["points_stored"] = store.count_points()
+        except StoreError as exc:  # the node is up; say why the store is not (its commits retry)
+            out["points_stored"] = None
+            out["store_error"] = str(exc)
         return out
 
     @app.get("/series", dependencies=guarded)
@@ -150,6 +157,30 @@ def create_app(cfg: Config, store: DuckDBStore, node: Any = None) -> FastAPI:
     def db_maintain() -> dict[str, Any]:
         """Run compaction and retention now (the node also runs them on store.retention.interval_min)."""
         return dict(store.maintain(time.time_ns()))
+
+    @app.get("/db/export", dependencies=guarded)
+    def db_export(
+        fmt: str = Query(..., alias="format", description="parquet, csv or line-protocol"),
+        series: list[str] = Query([], description="series id or site/zone/device/quantity (* for any part); repeat"),
+        site: str | None = None, zone: str | None = None, device: str | None = None, quantity: str | None = None,
+        start: str | None = Query(None, description="ISO 8601 with offset, now, or relative such as -7d"),
+        end: str | None = Query(None, description="ISO 8601 with offset, now, or relative (exclusive)"),
+        every: str | None = Query(None, description="bucket width such as 1h; one row per bucket"),
+        agg: str | None = Query(None, description="min, mean, max, last or count (with every; default mean)"),
+        include_missing: bool = Query(False, description="also missing and quarantined rows (csv, parquet)"),
+        chunk_rows: int = Query(DEFAULT_CHUNK_ROWS, description="rows read per chunk (memory bound)"),
+    ) -> StreamingResponse:
+        """Points as Parquet, CSV or line protocol, streamed chunk by chunk (`greennanny db export`).
+
+        Arguments are checked before the first byte (400 naming the argument); a failure while
+        streaming cuts the response short, so a client sees an incomplete body, never a short file."""
+        req = ExportRequest(fmt, tuple(series), site, zone, device, quantity, start, end, every, agg, include_missing,
+                            chunk_rows)
+        clock = getattr(node, "clock", None)
+        plan = plan_export(store, req, now_ns=int(clock.now_ns()) if clock is not None else time.time_ns())
+        return StreamingResponse(export_bytes(store, plan), media_type=MEDIA_TYPES[fmt], headers={
+            "content-disposition": f'attachment; filename="greennanny-export{SUFFIXES[fmt]}"',
+            "x-export-series": str(len(plan.series)), "x-export-chunks": str(len(plan.chunks))})
 
     @app.get("/outcomes", dependencies=guarded)
     def outcomes() -> dict[str, Any]:

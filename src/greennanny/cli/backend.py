@@ -28,9 +28,10 @@ class ApiError(GreennannyError):
 
 
 class Backend:
-    def __init__(self, client: httpx.Client, via: str) -> None:
+    def __init__(self, client: httpx.Client, via: str, store: Any = None) -> None:
         self.client = client
         self.via = via  # "api" or "file"
+        self.store = store  # the opened file when via == "file" (a long export streams from it directly)
 
     def get(self, path: str, **params: Any) -> Any:
         r = self.client.get(path, params={k: v for k, v in params.items() if v is not None})
@@ -107,6 +108,6 @@ def open_backend(cfg: Config, *, prefer: str = "auto") -> Iterator[Backend]:
     try:
         with httpx.Client(transport=InProcessTransport(create_app(local, store)), base_url="http://local",
                           timeout=120) as c:
-            yield Backend(c, "file")
+            yield Backend(c, "file", store)
     finally:
         store.close()

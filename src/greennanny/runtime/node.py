@@ -99,6 +99,7 @@ class NodeStats:
     first_commit_ns: int = 0  # with first_batch: the node's own clock for its ingest rate (bench/ingest.py)
     first_batch: int = 0
     maintenance: dict[str, int] = field(default_factory=dict)  # what the last compaction/retention run did
+    store_error: str | None = None  # why commits are failing right now (a full disk ...), None when they succeed
 
 
 class Node:
@@ -150,6 +151,8 @@ class Node:
                 done = self.store.maintain(self.clock.now_ns())
                 self.stats.maintenance = done
                 log.info("store maintenance: %s", done)
+            except StoreUnavailable as exc:  # a full disk: rolled back whole, the store stays readable
+                log.error("store maintenance failed, retrying in %s min: %s", self.cfg.store.retention.interval_min, exc)
             except Exception:  # a failed run must not end the node; the next one retries
                 log.exception("store maintenance failed; retrying in %s min", self.cfg.store.retention.interval_min)
 
@@ -193,15 +196,26 @@ class Node:
             log.exception("pipeline raised on a batch of %d messages (topics %s); kept as dead letters",
                           len(batch), sorted({up.topic for up in batch})[:5])
             commit = all_dead(batch, f"pipeline raised {type(exc).__name__}: {exc}")
+        failed_at, tries = 0.0, 0
         while True:
             try:
                 res = self.store.commit_ingest(commit)
                 break
             except StoreUnavailable as exc:
-                # Nothing is acked, so nothing is lost: retry until the store is back.
-                log.error("store commit failed, retrying in 2 s: %s", exc)
+                # Nothing is acked, so nothing is lost: retry until the store is back. Logged once
+                # per episode (a full disk can last hours), and once more when it ends.
+                tries += 1
+                if self.stats.store_error is None:
+                    log.error("store commit failed; retrying every 2 s without acking (MQTT keeps the "
+                              "messages) until it succeeds: %s", exc)
+                    failed_at = time.monotonic()
+                self.stats.store_error = str(exc)
                 if self._stop.wait(2):
                     return
+        if self.stats.store_error is not None:
+            log.warning("store commits succeed again after %d failed attempts over %.0f s; ingest resumed",
+                        tries, time.monotonic() - failed_at if failed_at else 0.0)
+            self.stats.store_error = None
         self.mqtt.ack_batch(batch)  # receive order, one write
         s = self.stats
         s.messages += len(batch)

@@ -38,7 +38,7 @@ CAP_DELETE_RANGE = "delete_range"
 
 CAP_RETENTION = "retention"
 CAP_COUNTS_OVERWRITES = "counts_overwrites"  # `replaced` also counts rows stored by earlier writes
-CAP_UNSERVED_ROWS = "unserved_rows"  # keeps missing/quarantined rows and their reasons (not served)
+CAP_UNSERVED_ROWS = "unserved_rows"  # keeps missing/quarantined rows and every reason (not served; `notes`)
 
 CAP_INGEST_COMMIT = "ingest_commit"  # points + dead letters + ledger in one transaction
 CAP_DEADLETTERS = "deadletters"
@@ -222,6 +222,12 @@ class Store(Protocol):
 
     def latest(self, series_ids: Sequence[int] | None = None) -> pd.DataFrame:
         """The newest served point of each series (all when None): columns series_id, ts, value."""
+        ...
+
+    def notes(self, series_ids: Sequence[int], start_ns: int | None, end_ns: int | None) -> pd.DataFrame:
+        """Every stored row in [start, end) of the series whose quality is not OK (flagged, missing,
+        quarantined), with its reason ("" when none was given): columns series_id, ts, quality,
+        reason, sorted by (series_id, ts). Needs `unserved_rows` (exports read it: store/export.py)."""
         ...
 
     def delete_range(

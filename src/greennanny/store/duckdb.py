@@ -9,10 +9,18 @@ the batch replace stored rows at the same instant (counted), which makes redeliv
 crash harmless.
 
 Concurrency: one connection writes under a lock; readers (API threads) use their own cursors.
+
+A full disk (docs/operations.md): a write that cannot get space raises `DiskFull` naming the file
+and the bytes free, and rolls back whole; nothing committed is touched. A CHECKPOINT that fails
+for want of space makes DuckDB invalidate the connection; the store then opens the file again at
+once (every commit is in the file or its WAL), so reads go on and writes resume once space is freed.
 """
 
 from __future__ import annotations
 
+import errno
+import logging
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -25,7 +33,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from greennanny.errors import SchemaVersionError, StoreUnavailable
+from greennanny.errors import DiskFull, SchemaVersionError, StoreError, StoreUnavailable
 from greennanny.model import QUANTITIES, Batch, SeriesKey
 from greennanny.store.base import (
     CAP_COUNTS_OVERWRITES,
@@ -53,6 +61,8 @@ from greennanny.store.base import (
 )
 from greennanny.store.cold import DAY_NS, ColdTier
 from greennanny.store.points import HI, LO, PointTables, scale_of
+
+log = logging.getLogger("greennanny.store")
 
 SCHEMA_VERSION = 2  # 2: points as integers at storage resolution in tiers, rollups (design 003)
 
@@ -113,18 +123,27 @@ class DuckDBStore:
     def __init__(self, path: str | Path, *, read_only: bool = False, retention: Retention | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._read_only = read_only
+        self._lock = threading.RLock()
+        self.retention_policy = retention or Retention()
+        self._invalid = False  # DuckDB invalidated the connection (a failed CHECKPOINT): open it again
+        self._open()
+
+    def _open(self) -> None:
+        """Connect to the file and load what the store keeps in memory (series ids, tier state)."""
+        read_only = self._read_only
         try:
             self._con = duckdb.connect(str(self.path), read_only=read_only)
         except duckdb.IOException as exc:
-            raise StoreUnavailable(f"cannot open store {self.path}: {exc}") from exc
-        self._lock = threading.RLock()
+            full = self._failure(exc, "opening the file")
+            raise full if isinstance(full, DiskFull) else StoreUnavailable(
+                f"cannot open store {self.path}: {exc}") from exc
         self._local = threading.local()
         if not read_only:
             self._con.execute(_META)
         self._check_version(read_only)  # before any other table is made: never touch a newer file
         if not read_only:
             self._con.execute(_SCHEMA)
-        self.retention_policy = retention or Retention()
         self.tiers = PointTables(self._con, ColdTier(self.path.with_name(self.path.name + ".cold")),
                                  create=not read_only)
         self._ids: dict[SeriesKey, int] = {}
@@ -134,6 +153,7 @@ class DuckDBStore:
             "SELECT id, site, zone, device, quantity FROM series"
         ).fetchall():
             self._remember(SeriesKey(site, zone, dev, q), sid)
+        self._invalid = False
 
     def _remember(self, key: SeriesKey, sid: int) -> None:
         self._ids[key] = sid
@@ -166,6 +186,9 @@ class DuckDBStore:
 
     def _cur(self) -> duckdb.DuckDBPyConnection:
         """A cursor per reading thread (DuckDB connections are not shared across threads)."""
+        if self._invalid:
+            with self._lock:
+                self._ensure_open()
         cur = getattr(self._local, "cur", None)
         if cur is None:
             cur = self._con.cursor()
@@ -174,7 +197,75 @@ class DuckDBStore:
 
     def close(self) -> None:
         with self._lock:
+            try:
+                self._con.close()
+            except duckdb.Error as exc:  # DuckDB checkpoints on close; a full disk must not fail a shutdown
+                log.warning("store %s closed without its final checkpoint (%s); the next open replays "
+                            "its write-ahead log", self.path, _first_line(exc))
+
+    # -- failures: a full disk, an invalidated connection ------------------------------------
+    def free_bytes(self) -> int:
+        """Bytes free (to this user) on the filesystem that holds the store file."""
+        st = os.statvfs(self.path.parent)
+        return int(st.f_bavail * st.f_frsize)
+
+    def _failure(self, exc: BaseException, doing: str) -> StoreUnavailable | None:
+        """Our error for a DuckDB or file error met while `doing`, or None when it is neither a
+        full disk nor an I/O failure (a bug: the caller re-raises it as it is).
+
+        DuckDB words ENOSPC as 'Could not write file ...: No space left on device', sometimes only
+        in the context of a later error ('Current transaction is aborted'), so the whole chain is read.
+        """
+        chain: list[BaseException] = []
+        e: BaseException | None = exc
+        while e is not None and e not in chain:
+            chain.append(e)
+            e = e.__cause__ or e.__context__
+        text = " | ".join(str(c) for c in chain).lower()
+        if any(isinstance(c, duckdb.FatalException) for c in chain) or "has been invalidated" in text:
+            self._invalid = True
+        if "no space left on device" in text or any(getattr(c, "errno", None) == errno.ENOSPC for c in chain):
+            free = self.free_bytes()
+            detail = next((_first_line(c) for c in chain if "no space left" in str(c).lower()), _first_line(exc))
+            return DiskFull(f"store {self.path}: no space left on device while {doing} ({free:,} bytes free "
+                            f"on {self.path.parent}); the change was rolled back, nothing committed is damaged, "
+                            f"and writes resume once space is freed ({detail})", path=str(self.path), free_bytes=free)
+        if self._invalid or any(isinstance(c, (duckdb.IOException, OSError)) for c in chain):
+            return StoreUnavailable(f"store {self.path}: {doing} failed: {_first_line(exc)}")
+        return None
+
+    def _ensure_open(self) -> None:
+        """Open the file again if DuckDB invalidated the connection (a CHECKPOINT that failed, on
+        a full disk for one): every committed transaction is in the file or its WAL and comes back."""
+        if not self._invalid:
+            return
+        try:
             self._con.close()
+        except duckdb.Error:
+            pass  # an invalidated connection may refuse even this
+        self._open()
+        log.warning("store %s opened again after DuckDB invalidated its connection", self.path)
+
+    def _reopen_quietly(self) -> None:
+        try:
+            self._ensure_open()
+        except StoreError as exc:  # still impossible (the disk may still be full); the next call tries again
+            log.warning("store %s could not be opened again yet: %s", self.path, exc)
+
+    def _checkpoint(self) -> None:
+        try:
+            self._con.execute("CHECKPOINT")
+        except duckdb.Error as exc:
+            err = self._failure(exc, "checkpointing")
+            self._reopen_quietly()
+            if err is None:
+                raise
+            raise err from exc
+
+    def _forget_ids(self, known: int) -> None:
+        """Drop series ids handed out in a transaction that rolled back (their rows went with it)."""
+        for key in list(self._ids)[known:]:
+            del self._ids[key]
 
     # -- writes ------------------------------------------------------------------------------
     def _series_ids(self, keys: list[SeriesKey]) -> np.ndarray:
@@ -227,18 +318,39 @@ class DuckDBStore:
         with self._lock:
             return self._transaction(lambda: self._write_points(batch))
 
-    def _transaction(self, fn: Any) -> Any:
-        self._con.execute("BEGIN TRANSACTION")
+    def _transaction(self, fn: Any, doing: str = "writing") -> Any:
+        """Run `fn` in one transaction. On a full disk or an I/O failure, anywhere in it or at the
+        commit, it rolls back whole and raises `DiskFull` / `StoreUnavailable`; in-memory state
+        it had changed (new series ids) is undone with it."""
+        self._ensure_open()
+        known = len(self._ids)
         try:
-            out = fn()
-        except BaseException:
-            self._con.execute("ROLLBACK")
-            raise
-        try:
-            self._con.execute("COMMIT")
-        except duckdb.Error as exc:
-            raise StoreUnavailable(f"commit failed on {self.path}: {exc}") from exc
+            self._con.execute("BEGIN TRANSACTION")
+            try:
+                out = fn()
+            except BaseException:
+                self._rollback()
+                raise
+            try:
+                self._con.execute("COMMIT")
+            except duckdb.Error:
+                self._rollback()  # DuckDB has rolled back a failed commit; make sure of it
+                raise
+        except BaseException as exc:
+            self._forget_ids(known)
+            err = self._failure(exc, doing) if isinstance(exc, (duckdb.Error, OSError)) else None
+            if self._invalid:
+                self._reopen_quietly()
+            if err is None:
+                raise
+            raise err from exc
         return out
+
+    def _rollback(self) -> None:
+        try:
+            self._con.execute("ROLLBACK")
+        except duckdb.Error:
+            pass  # nothing open any more (a failed commit already rolled back) or the connection is gone
 
     def commit_ingest(self, commit: IngestCommit) -> WriteResult:
         """Points, dead letters, ledger and device events of one batch in one transaction."""
@@ -406,6 +518,25 @@ class DuckDBStore:
         return pd.DataFrame({"series_id": sid.astype(np.int32), "ts": df["ts"].to_numpy(np.int64),
                              "value": self._values(sid, df["v"])})
 
+    def notes(self, series_ids: Sequence[int], start_ns: int | None, end_ns: int | None) -> pd.DataFrame:
+        """Rows in [start, end) that are not OK (flagged, missing, quarantined), hot and cold, with
+        their reason from `point_notes` ("" if none): series_id, ts, quality, reason (exports)."""
+        lo = LO if start_ns is None else int(start_ns)
+        hi = HI if end_ns is None else int(end_ns)
+        cur = self._cur()
+        cur.register("_ids", pd.DataFrame({"sid": np.asarray(list(series_ids), dtype=np.int32)}))
+        try:
+            raw, args = self.tiers.raw_sql(lo, hi, ids_table="_ids")
+            df = cur.execute(
+                f"SELECT r.series_id, r.ts, r.quality, coalesce(n.reason, '') AS reason FROM ({raw}) r "
+                "LEFT JOIN (SELECT series_id, ts, arg_max(reason, rowid) AS reason FROM point_notes "
+                "WHERE ts >= ? AND ts < ? GROUP BY 1, 2) n ON n.series_id = r.series_id AND n.ts = r.ts "
+                "WHERE r.quality <> 0 ORDER BY 1, 2", [*args, lo, hi]).df()
+        finally:
+            cur.unregister("_ids")
+        return pd.DataFrame({"series_id": df["series_id"].to_numpy(np.int32), "ts": df["ts"].to_numpy(np.int64),
+                             "quality": df["quality"].to_numpy(np.uint8), "reason": df["reason"].astype(object)})
+
     def delete_range(
         self, start_ns: int | None, end_ns: int | None, *, series_ids: Sequence[int] | None = None
     ) -> int:
@@ -439,7 +570,23 @@ class DuckDBStore:
         """Move closed days older than the policy's `compact_after_h` to the cold tier."""
         before = now_ns - self.retention_policy.compact_after_h * 3600 * 10**9
         with self._lock:
-            return int(self._transaction(lambda: self.tiers.compact(before)))
+            until = self.tiers.until
+            try:
+                return int(self._transaction(lambda: self.tiers.compact(before), "compacting"))
+            except BaseException:
+                self._undo_compaction(until)
+                raise
+
+    def _undo_compaction(self, until: int) -> None:
+        """A compaction that rolled back (a full disk while writing a day file or committing)
+        leaves no trace: the rollups watermark goes back with its rollups, the day files are
+        listed from disk again (a day already renamed into place holds the same rows as the hot
+        tier, which still wins on read) and a half-written temporary file goes (it holds space
+        the disk lacks). The next run does the whole move again."""
+        self.tiers.until = until
+        self.tiers._cold_days = set(self.tiers.cold.days())
+        for tmp in self.tiers.cold.root.glob("*.tmp"):
+            tmp.unlink(missing_ok=True)
 
     def maintain(self, now_ns: int) -> dict[str, int]:
         """The scheduled job: compaction, then retention of every tier and of the node's own
@@ -470,13 +617,14 @@ class DuckDBStore:
                     self._con.execute(sql, [c])
 
         with self._lock:
-            self._transaction(run)
-            self._con.execute("CHECKPOINT")  # hand freed blocks back for reuse, so the file stops growing
+            self._transaction(run, "applying retention")
+            self._checkpoint()  # hand freed blocks back for reuse, so the file stops growing
         return out
 
     def checkpoint(self) -> None:
         with self._lock:
-            self._con.execute("CHECKPOINT")
+            self._ensure_open()
+            self._checkpoint()
 
     def stats(self) -> dict[str, Any]:
         """Points, series and bytes per tier (`greennanny db stats`)."""
@@ -485,6 +633,7 @@ class DuckDBStore:
         cold_files = self.tiers.cold.files()
         cold = int(_one(cur, f"SELECT count(*) FROM read_parquet([{', '.join(repr(f) for f in cold_files)}])")) \
             if cold_files else 0
+        cold -= self._cold_shadowed(cur) if cold and hot else 0
         cold_bytes = self.tiers.cold.bytes()
         db_bytes = self.path.stat().st_size if self.path.exists() else 0
         wal = self.path.with_name(self.path.name + ".wal")
@@ -498,10 +647,22 @@ class DuckDBStore:
             "forecast_runs": int(_one(cur, "SELECT count(*) FROM forecast_runs")),
             "ledger_rows": int(_one(cur, "SELECT count(*) FROM ledger")),
             "deadletters": int(_one(cur, "SELECT count(*) FROM deadletters")),
+            "free_bytes": self.free_bytes(),
         }
         out["bytes_per_point"] = round((db_bytes + cold_bytes) / out["raw_points"], 3) if out["raw_points"] else None
         out["raw_bytes"] = cold_bytes + (round(hot * out["cold_bytes_per_point"]) if cold and hot else 0)
         return out
+
+    def _cold_shadowed(self, cur: duckdb.DuckDBPyConnection) -> int:
+        """Cold rows that a hot row at the same (series, ts) shadows: a late point, or a day whose
+        compaction wrote its file but rolled back (a crash, a full disk) before its hot rows went.
+        Only the day files the hot rows reach are read."""
+        lo, hi = cur.execute("SELECT min(ts), max(ts) FROM points").fetchall()[0]
+        files = self.tiers.cold.files(int(lo), int(hi) + 1)
+        if not files:
+            return 0
+        return int(_one(cur, f"SELECT count(*) FROM read_parquet([{', '.join(repr(f) for f in files)}]) c "
+                             "SEMI JOIN points h ON h.series_id = c.series_id AND h.ts = c.ts"))
 
     def query_long(self, series_ids: list[int], start_ns: int, end_ns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Long columns (series_id, ts, value) of usable points for many series, for forecasting."""
@@ -686,6 +847,10 @@ class Retention:
     ledger_days: int = 30
     deadletters_days: int = 90
     compact_after_h: int = 48
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _concat(a: Batch, b: Batch) -> Batch:

@@ -319,6 +319,9 @@ class InfluxDBStore:
         frame = pd.concat(parts, ignore_index=True).astype(cols)
         return frame.sort_values(["series_id", "ts"], ignore_index=True)
 
+    def notes(self, series_ids: Sequence[int], start_ns: int | None, end_ns: int | None) -> pd.DataFrame:
+        raise not_supported(self.name, "notes", "InfluxDB keeps no missing rows and no reasons (only `quality`)")
+
     def latest(self, series_ids: Sequence[int] | None = None) -> pd.DataFrame:
         keys = list(self._keys_for(series_ids).values()) if series_ids is not None else self._refresh_keys()
         rows = [(series_id(_key_of(s)), int(s["values"][0][0]), float(s["values"][0][1]))
