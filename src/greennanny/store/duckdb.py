@@ -492,13 +492,13 @@ class DuckDBStore:
             "raw_points": hot + cold, "hot_points": hot, "cold_points": cold, "cold_days": len(cold_files),
             "cold_bytes": cold_bytes, "cold_bytes_per_point": round(cold_bytes / cold, 3) if cold else None,
             "file_bytes": db_bytes, "wal_bytes": wal.stat().st_size if wal.exists() else 0,
-            "rollup_1m_rows": int(_one(cur, "SELECT count(*) FROM rollup_1m")),
-            "rollup_1h_rows": int(_one(cur, "SELECT count(*) FROM rollup_1h")),
+            **self.tiers.rollups.stats(cur),
             "forecast_runs": int(_one(cur, "SELECT count(*) FROM forecast_runs")),
             "ledger_rows": int(_one(cur, "SELECT count(*) FROM ledger")),
             "deadletters": int(_one(cur, "SELECT count(*) FROM deadletters")),
         }
-        out["bytes_per_point"] = round((db_bytes + cold_bytes) / out["raw_points"], 3) if out["raw_points"] else None
+        all_bytes = db_bytes + cold_bytes + out["rollup_1m_file_bytes"] + out["rollup_1h_file_bytes"]
+        out["bytes_per_point"] = round(all_bytes / out["raw_points"], 3) if out["raw_points"] else None
         out["raw_bytes"] = cold_bytes + (round(hot * out["cold_bytes_per_point"]) if cold and hot else 0)
         return out
 
