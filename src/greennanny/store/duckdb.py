@@ -435,10 +435,12 @@ class DuckDBStore:
         self.retention_policy = replace(self.retention_policy, raw_days=days)
 
     def compact(self, now_ns: int) -> int:
-        """Move closed days older than the policy's `compact_after_h` to the cold tier."""
+        """Move closed days older than the policy's `compact_after_h` to the cold tier, and roll
+        up every day closed by `now_ns` (the hot window's reads then aggregate today's raw rows
+        only; a late point for an earlier day recomputes its buckets)."""
         before = now_ns - self.retention_policy.compact_after_h * 3600 * 10**9
         with self._lock:
-            return int(self._transaction(lambda: self.tiers.compact(before)))
+            return int(self._transaction(lambda: self.tiers.compact(before, now_ns)))
 
     def maintain(self, now_ns: int) -> dict[str, int]:
         """The scheduled job: compaction, then retention of every tier and of the node's own

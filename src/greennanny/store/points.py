@@ -63,10 +63,14 @@ class PointTables:
         # The newest instant stored per series (any quality): a batch entirely newer than it cannot
         # collide with a stored row, so it skips the collision queries. Seeded from all raw rows.
         self._last = np.full(1, _I64_MIN, np.int64)
+        # And the oldest (never raised by deletes or retention, so a bound only): a downsampled read
+        # skips the raw edge of a range that ends before it, a year before the first point for one.
+        self._first = np.full(1, _I64_MAX, np.int64)
         raw, args = self.raw_sql(LO, HI)
-        for sid_, last in con.execute(f"SELECT series_id, max(ts) FROM ({raw}) GROUP BY 1", args).fetchall():
+        for sid_, first, last in con.execute(f"SELECT series_id, min(ts), max(ts) FROM ({raw}) GROUP BY 1",
+                                             args).fetchall():
             self._grow(int(sid_) + 1)
-            self._last[int(sid_)] = int(last)
+            self._last[int(sid_)], self._first[int(sid_)] = int(last), int(first)
 
     @property
     def until(self) -> int:
@@ -109,7 +113,9 @@ class PointTables:
     # -- writing ---------------------------------------------------------------------------
     def _grow(self, size: int) -> None:
         if size > len(self._last):
-            self._last = np.concatenate([self._last, np.full(max(size, 2 * len(self._last)) - len(self._last), _I64_MIN)])
+            more = max(size, 2 * len(self._last)) - len(self._last)
+            self._last = np.concatenate([self._last, np.full(more, _I64_MIN)])
+            self._first = np.concatenate([self._first, np.full(more, _I64_MAX)])
 
     def write(self, sid: np.ndarray, ts: np.ndarray, v: np.ndarray, valid: np.ndarray, quality: np.ndarray) -> Written:
         """Append rows (last wins per (series, ts)); rollup buckets behind the watermark that they
@@ -135,6 +141,7 @@ class PointTables:
         else:
             out = self._write_general(sid, ts, v, valid, quality)
         np.maximum.at(self._last, sid, ts)
+        np.minimum.at(self._first, sid, ts)
         behind = ts < self.until
         if behind.any():  # late for the rollups: recompute what these rows touch
             self._recompute_rows(sid[behind], ts[behind])
@@ -216,10 +223,11 @@ class PointTables:
         return n
 
     # -- compaction and retention ------------------------------------------------------------
-    def compact(self, before_ns: int) -> int:
+    def compact(self, before_ns: int, rollups_before_ns: int | None = None) -> int:
         """Move every whole UTC day before `before_ns` from the hot tier into its cold file, and
-        build the rollups of everything up to that midnight (the new watermark); rollups of the
-        months that closed move to their month files (store/rollups.py).
+        build the rollups of everything up to the midnight before `rollups_before_ns` (default
+        `before_ns`; the new watermark); rollups of the months that closed move to their month
+        files (store/rollups.py).
 
         Runs inside the store's transaction: the file is replaced first (atomically), then the
         day's hot rows are deleted. A crash in between leaves rows in both tiers, which reads
@@ -227,9 +235,10 @@ class PointTables:
         watermark commit with the deletes or not at all. Returns days moved.
         """
         con = self.con
-        new_until = day_of(before_ns) * DAY_NS
+        cold_until = day_of(before_ns) * DAY_NS
+        new_until = max(cold_until, day_of(rollups_before_ns if rollups_before_ns is not None else before_ns) * DAY_NS)
         rows = con.execute("SELECT DISTINCT ts // ? AS d FROM points WHERE ts < ? ORDER BY 1",
-                           [DAY_NS, new_until]).fetchall()
+                           [DAY_NS, cold_until]).fetchall()
         if new_until > self.until:
             self.rollups.build(self.until, new_until)
             self.rollups.set_until(new_until)
@@ -303,22 +312,29 @@ class PointTables:
                     parts.append(f"SELECT series_id, bucket, n, vmin, vmax, vsum, last_ts, last_v FROM ({src}) "
                                  "WHERE n > 0")
                     args += s_args
+        first = int(self._first[series_id] if series_id is not None and series_id < len(self._first)
+                    else self._first.min())
+        raws: list[str] = []
         for r_lo, r_hi in raw_ranges:
-            if r_lo >= r_hi:
+            if r_lo >= r_hi or r_hi <= first:
                 continue
             raw, raw_args = self.raw_sql(r_lo, r_hi, ids_table=ids_table, series_id=series_id)
-            parts.append(f"SELECT series_id, ts - (((ts % {every}) + {every}) % {every}) AS bucket, {agg} "
-                         f"FROM ({raw}) WHERE {SERVED} GROUP BY 1, 2")
+            raws.append(raw)
             args += raw_args
+        if raws:  # one aggregate over both edges: DuckDB takes ~0.15 ms to plan each aggregate
+            parts.append(f"SELECT series_id, ts - (((ts % {every}) + {every}) % {every}) AS bucket, {agg} "
+                         f"FROM ({' UNION ALL '.join(raws)}) WHERE {SERVED} GROUP BY 1, 2")
         if not parts:
             return pd.DataFrame(columns=BASE_COLS)
         union = " UNION ALL ".join(parts)
+        if tier is not None and every == TIERS[tier]:  # rollup and raw edge buckets are whole and disjoint
+            sql = f"SELECT * FROM ({union}) ORDER BY 1, 2"
+        else:
+            sql = (f"SELECT series_id, bucket - (((bucket % {every}) + {every}) % {every}) AS bucket, "
+                   "sum(n)::BIGINT AS n, min(vmin) AS vmin, max(vmax) AS vmax, sum(vsum) AS vsum, "
+                   f"max(last_ts) AS last_ts, arg_max(last_v, last_ts) AS last_v FROM ({union}) GROUP BY 1, 2 ORDER BY 1, 2")
         try:
-            return con.execute(
-                f"SELECT series_id, bucket - (((bucket % {every}) + {every}) % {every}) AS bucket, "
-                "sum(n)::BIGINT AS n, min(vmin) AS vmin, max(vmax) AS vmax, sum(vsum) AS vsum, "
-                f"max(last_ts) AS last_ts, arg_max(last_v, last_ts) AS last_v FROM ({union}) GROUP BY 1, 2 ORDER BY 1, 2",
-                args).df()
+            return con.execute(sql, args).df()
         finally:
             for r in regs:
                 con.unregister(r)
@@ -352,4 +368,5 @@ def scale_of(resolution: float) -> tuple[float, bool]:
 
 
 _I64_MIN = np.iinfo(np.int64).min  # "no instant yet" for a series
+_I64_MAX = np.iinfo(np.int64).max
 
