@@ -16,7 +16,7 @@ points read back as the last write left them, and year 1's hourly rollups are un
 its raw rows are gone. Bytes on disk (file + WAL + cold directory with its day and month files, after a CHECKPOINT)
 are measured after year 1 and year 2; criterion (c) asks for at most 1.1x. Closed rollup months
 live in Parquet month files (design 003), which made the store ~4x smaller (23.6 MB after year 1,
-was ~95 MB), but the ratio came out at 1.23x (1.18x without the 1-h rollups): the 1-h month files
+was ~95 MB by the earlier breakdown), but the ratio came out at 1.23x (1.18x without the 1-h rollups): the 1-h month files
 are kept forever and DuckDB's file keeps free blocks left by the open month's rollups. The test
 reports that as an expected failure with the figures rather than assert a different policy (see
 the numbers it prints with -s).
