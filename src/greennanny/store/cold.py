@@ -68,7 +68,7 @@ class ColdTier:
         with tmp.open("rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, final)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
         return final.stat().st_size
 
     def read_day(self, day: int) -> pa.Table:
@@ -83,14 +83,14 @@ class ColdTier:
                 self.path(d).unlink(missing_ok=True)
                 gone += 1
         if gone:
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         return gone
 
     def bytes(self) -> int:
         return sum(p.stat().st_size for p in self.root.glob("*.parquet"))
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     """Make a rename durable: the directory entry is data too."""
     fd = os.open(path, os.O_RDONLY)
     try:

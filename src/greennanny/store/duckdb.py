@@ -60,6 +60,7 @@ from greennanny.store.base import (
     take_rows,
 )
 from greennanny.store.cold import DAY_NS, ColdTier
+from greennanny.store.cold_rollups import RollupMonths
 from greennanny.store.points import HI, LO, PointTables, scale_of
 
 log = logging.getLogger("greennanny.store")
@@ -567,26 +568,29 @@ class DuckDBStore:
         self.retention_policy = replace(self.retention_policy, raw_days=days)
 
     def compact(self, now_ns: int) -> int:
-        """Move closed days older than the policy's `compact_after_h` to the cold tier."""
+        """Move closed days older than the policy's `compact_after_h` to the cold tier, and roll
+        up every day closed by `now_ns` (the hot window's reads then aggregate today's raw rows
+        only; a late point for an earlier day recomputes its buckets)."""
         before = now_ns - self.retention_policy.compact_after_h * 3600 * 10**9
         with self._lock:
             until = self.tiers.until
             try:
-                return int(self._transaction(lambda: self.tiers.compact(before), "compacting"))
+                return int(self._transaction(lambda: self.tiers.compact(before, now_ns), "compacting"))
             except BaseException:
                 self._undo_compaction(until)
                 raise
 
     def _undo_compaction(self, until: int) -> None:
-        """A compaction that rolled back (a full disk while writing a day file or committing)
-        leaves no trace: the rollups watermark goes back with its rollups, the day files are
-        listed from disk again (a day already renamed into place holds the same rows as the hot
-        tier, which still wins on read) and a half-written temporary file goes (it holds space
-        the disk lacks). The next run does the whole move again."""
-        self.tiers.until = until
+        """A compaction that rolled back (a full disk while writing a day or month file, or
+        committing) leaves no trace: the rollups watermark goes back with its rollups, the day and
+        month files are listed from disk again (a file already renamed into place holds the same
+        rows as the tables, which reads resolve) and half-written temporary files go (they hold
+        space the disk lacks). The next run does the whole move again."""
+        self.tiers.rollups.until = until  # the table row went back with the transaction
         self.tiers._cold_days = set(self.tiers.cold.days())
         for tmp in self.tiers.cold.root.glob("*.tmp"):
             tmp.unlink(missing_ok=True)
+        self.tiers.rollups.months = RollupMonths(self.tiers.cold.root)  # re-lists, drops its .tmp files
 
     def maintain(self, now_ns: int) -> dict[str, int]:
         """The scheduled job: compaction, then retention of every tier and of the node's own
@@ -642,14 +646,14 @@ class DuckDBStore:
             "raw_points": hot + cold, "hot_points": hot, "cold_points": cold, "cold_days": len(cold_files),
             "cold_bytes": cold_bytes, "cold_bytes_per_point": round(cold_bytes / cold, 3) if cold else None,
             "file_bytes": db_bytes, "wal_bytes": wal.stat().st_size if wal.exists() else 0,
-            "rollup_1m_rows": int(_one(cur, "SELECT count(*) FROM rollup_1m")),
-            "rollup_1h_rows": int(_one(cur, "SELECT count(*) FROM rollup_1h")),
+            **self.tiers.rollups.stats(cur),
             "forecast_runs": int(_one(cur, "SELECT count(*) FROM forecast_runs")),
             "ledger_rows": int(_one(cur, "SELECT count(*) FROM ledger")),
             "deadletters": int(_one(cur, "SELECT count(*) FROM deadletters")),
             "free_bytes": self.free_bytes(),
         }
-        out["bytes_per_point"] = round((db_bytes + cold_bytes) / out["raw_points"], 3) if out["raw_points"] else None
+        all_bytes = db_bytes + cold_bytes + out["rollup_1m_file_bytes"] + out["rollup_1h_file_bytes"]
+        out["bytes_per_point"] = round(all_bytes / out["raw_points"], 3) if out["raw_points"] else None
         out["raw_bytes"] = cold_bytes + (round(hot * out["cold_bytes_per_point"]) if cold and hot else 0)
         return out
 

@@ -1,0 +1,251 @@
+"""The rollup tiers of the embedded store: DuckDB rows for the open month, Parquet files for
+closed ones (docs/design/003-store-tiers.md).
+
+A rollup row holds, per (series, bucket): over its served points (quality ok or flagged) count,
+min, max, sum and the last point; the 1 h tier also, over all its rows (missing and quarantined
+ones too, which are kept but never served), their count and first and last instant, which is
+what a series listing shows. The 1 min tier has a row only where a bucket has a served point.
+
+Rollups cover every bucket before the watermark `until` (a UTC midnight, kept in `tier_state`)
+and equal a recompute from raw there, by construction: compaction builds a closing day's rows
+from raw (`build`), and a write or delete behind the watermark recomputes exactly the buckets it
+touches (`rebuild`). Rows live in the tables `rollup_1m` / `rollup_1h` until their UTC month
+lies wholly behind the watermark; then `close_months` merges them into the month's Parquet file
+(store/cold_rollups.py) and deletes them from the table.
+
+One rule resolves the two places, as for raw points: a table row wins over a file row of the
+same (series, bucket). A late point or delete that reaches a closed month recomputes its buckets
+into the table (a bucket left with nothing gets a tombstone row: `n = 0` in the 1 min tier,
+`rows = 0` in the 1 h tier, never served), and the next compaction merges them into the file.
+A crash between a file's rename and the commit that deletes its rows from the table leaves the
+same rows in both, which reads resolve the same way; file rows at or after the watermark (a
+rolled-back compaction) are never read and are trimmed by the next build.
+
+Retention of a tier deletes its table rows before the cut, drops the month files that end by
+it and raises the tier's floor (`rollup_<tier>_from` in `tier_state`): rows of a month that
+straddles the cut are not read any more and go with their file once the month is past.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from greennanny.store.cold_rollups import RollupMonths, month_of, month_start
+
+MIN_NS = 60 * 1_000_000_000
+HOUR_NS = 60 * MIN_NS
+TIERS = {"1m": MIN_NS, "1h": HOUR_NS}
+SERVED = "quality IN (0, 2) AND v IS NOT NULL"
+_SERVED_R = "r.quality IN (0, 2) AND r.v IS NOT NULL"
+# Every tier keeps what downsampled reads need; the 1 h tier also what a series listing shows
+# (rows of any quality and their first and last instant). `vsum` is a double: exact for sums of
+# sensor integers (below 2**53) and never overflows, so no write can fail on a sum.
+BASE_COLS = ["series_id", "bucket", "n", "vmin", "vmax", "vsum", "last_ts", "last_v"]
+LISTING_COLS = ["rows", "first_any", "last_any"]
+TIER_COLS = {"1m": BASE_COLS, "1h": BASE_COLS + LISTING_COLS}
+LIVE = {"1m": "n", "1h": "rows"}  # the column that is 0 in a tombstone
+LO, HI = -(2**63), 2**63 - 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS rollup_1m (series_id INTEGER, bucket BIGINT, n BIGINT, vmin BIGINT, vmax BIGINT,
+  vsum DOUBLE, last_ts BIGINT, last_v BIGINT);
+CREATE TABLE IF NOT EXISTS rollup_1h (series_id INTEGER, bucket BIGINT, n BIGINT, vmin BIGINT, vmax BIGINT,
+  vsum DOUBLE, last_ts BIGINT, last_v BIGINT, rows BIGINT, first_any BIGINT, last_any BIGINT);
+CREATE TABLE IF NOT EXISTS tier_state (key VARCHAR PRIMARY KEY, value BIGINT);
+"""
+
+RawSql = Callable[..., tuple[str, list[Any]]]
+
+
+class Rollups:
+    """Both rollup tiers on the store's connection, under the store's lock and transaction."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, months: RollupMonths, raw_sql: RawSql, *,
+                 has_state: bool) -> None:
+        self.con = con
+        self.months = months
+        self._raw_sql = raw_sql
+        state = dict(con.execute("SELECT key, value FROM tier_state").fetchall()) if has_state else {}
+        self.until = int(state.get("rollups_until", LO))  # rollups cover every bucket before this instant
+        self.floor = {name: int(state.get(f"rollup_{name}_from", LO)) for name in TIERS}  # retention
+
+    def _set(self, key: str, value: int) -> None:
+        self.con.execute("INSERT OR REPLACE INTO tier_state VALUES (?, ?)", [key, value])
+
+    def set_until(self, until: int) -> None:
+        self.until = until
+        self._set("rollups_until", until)
+
+    def closed_before(self) -> int:
+        """The start of the month the watermark is in: every month before it is closed."""
+        return LO if self.until == LO else month_start(month_of(self.until))
+
+    def filed_before(self, name: str) -> int:
+        """The end of the newest month with a file: table rows before it may shadow file rows.
+        The start of the open month, except after a compaction that died after its rename."""
+        months = self.months.months(name)
+        return month_start(months[-1] + 1) if months else LO
+
+    # -- building ------------------------------------------------------------------------------
+    def build(self, lo: int, hi: int) -> None:
+        """Rollup rows of every bucket in [lo, hi) (whole days, from the watermark on), from raw."""
+        for name in TIERS:  # file rows from `lo` on are left by a rolled-back compaction: trim them
+            for m in [m for m in self.months.months(name) if month_start(m + 1) > lo]:
+                kept = self.con.sql(f"SELECT * FROM read_parquet('{self.months.path(name, m)}') WHERE bucket < ?",
+                                    params=[lo]).to_arrow_table()
+                self.months.write_month(name, m, kept)
+        raw, args = self._raw_sql(lo, hi)
+        for name, width in TIERS.items():
+            self.con.execute(f"DELETE FROM rollup_{name} WHERE bucket >= ? AND bucket < ?", [lo, hi])
+            self.con.execute(_rollup_insert(name, width, f"({raw}) r") + " ORDER BY 1, 2", args)
+
+    def rebuild(self, name: str, width: int, b_lo: int, b_hi: int) -> None:
+        """Replace the buckets listed in temp table `_touch` (sid, bucket) by a recompute from raw;
+        in closed months, a bucket left with nothing gets a tombstone that hides its file row."""
+        con = self.con
+        con.execute(f"DELETE FROM rollup_{name} r USING _touch t WHERE r.bucket >= ? AND r.bucket < ? "
+                    "AND r.series_id = t.sid AND r.bucket = t.bucket", [b_lo, b_hi])
+        raw, args = self._raw_sql(b_lo, b_hi, ids_table="_touch")
+        bucket = f"r.ts - (((r.ts % {width}) + {width}) % {width})"
+        con.execute(_rollup_insert(name, width, f"({raw}) r SEMI JOIN _touch t ON r.series_id = t.sid "
+                                                f"AND {bucket} = t.bucket"), args)
+        closed = min(b_hi, self.filed_before(name))
+        if b_lo < closed and self.months.files(name, b_lo, closed):
+            zero = "0, NULL, NULL, NULL, NULL, NULL" + (", 0, NULL, NULL" if name == "1h" else "")
+            con.execute(f"INSERT INTO rollup_{name} SELECT t.sid, t.bucket, {zero} FROM _touch t ANTI JOIN "
+                        f"(SELECT series_id, bucket FROM rollup_{name} WHERE bucket >= ? AND bucket < ?) r "
+                        "ON r.series_id = t.sid AND r.bucket = t.bucket WHERE t.bucket >= ? AND t.bucket < ?",
+                        [b_lo, closed, b_lo, closed])
+
+    def close_months(self) -> int:
+        """Merge the table rows of every closed month into its file and delete them from the
+        table (file first, atomically; the delete commits with the caller's transaction).
+        Returns month files written."""
+        closed = self.closed_before()
+        written = 0
+        for name in TIERS:
+            first = self.con.execute(f"SELECT min(bucket) FROM rollup_{name} WHERE bucket < ?", [closed]).fetchall()
+            if first[0][0] is None:
+                continue
+            for m in range(month_of(int(first[0][0])), month_of(closed)):
+                lo, hi = month_start(m), month_start(m + 1)
+                if self.con.execute(f"SELECT count(*) FROM rollup_{name} WHERE bucket >= ? AND bucket < ?",
+                                    [lo, hi]).fetchall() == [(0,)]:
+                    continue
+                self._merge(name, m, lo, hi)
+                written += 1
+        return written
+
+    def _merge(self, name: str, month: int, lo: int, hi: int) -> None:
+        cols = ", ".join(TIER_COLS[name])
+        keep_lo = max(lo, self.floor[name])
+        sql = f"SELECT {cols} FROM rollup_{name} t WHERE bucket >= ? AND bucket < ? AND t.{LIVE[name]} > 0"
+        args: list[Any] = [keep_lo, hi]
+        if month in self.months.months(name):
+            c_cols = ", ".join(f"c.{c}" for c in TIER_COLS[name])
+            sql += (f" UNION ALL SELECT {c_cols} FROM read_parquet('{self.months.path(name, month)}') c ANTI JOIN "
+                    f"(SELECT series_id, bucket FROM rollup_{name} WHERE bucket >= ? AND bucket < ?) o "
+                    "ON o.series_id = c.series_id AND o.bucket = c.bucket WHERE c.bucket >= ? AND c.bucket < ?")
+            args += [lo, hi, keep_lo, min(hi, self.until)]
+        self.months.write_month(name, month, self.con.sql(sql, params=args).to_arrow_table())
+        self.con.execute(f"DELETE FROM rollup_{name} WHERE bucket >= ? AND bucket < ?", [lo, hi])
+
+    # -- retention -------------------------------------------------------------------------------
+    def drop_before(self, name: str, ts_ns: int) -> int:
+        """Retention of tier `name`: no bucket before `ts_ns` is read any more; returns how many
+        were removed (table rows deleted, month files dropped, rows of a straddling month hidden)."""
+        if ts_ns <= self.floor[name]:
+            return 0
+        src, args, regs = self.source(name, self.floor[name], ts_ns)
+        n = int(self.con.execute(f"SELECT count(*) FROM ({src})", args).fetchall()[0][0]) if src else 0
+        assert not regs
+        self.con.execute(f"DELETE FROM rollup_{name} WHERE bucket < ?", [ts_ns])
+        self.months.drop_before(name, month_of(ts_ns))
+        self.floor[name] = ts_ns
+        self._set(f"rollup_{name}_from", ts_ns)
+        return n
+
+    # -- reading ---------------------------------------------------------------------------------
+    def source(self, name: str, lo: int, hi: int, *, ids_table: str | None = None, series_id: int | None = None,
+               con: duckdb.DuckDBPyConnection | None = None) -> tuple[str, list[Any], list[str]]:
+        """SQL (args, and names of Arrow tables registered on `con` for it, to unregister after
+        the query) of the rollup rows of tier `name` with bucket in [lo, hi): table rows over
+        month-file rows, behind the watermark and the tier's floor, tombstones left out.
+        Empty SQL when the range holds nothing."""
+        lo, hi = max(lo, self.floor[name]), min(hi, self.until)
+        if lo >= hi:
+            return "", [], []
+        cols = TIER_COLS[name]
+        join = f" SEMI JOIN {ids_table} ON t.series_id = {ids_table}.sid" if ids_table else ""
+        cond, args = "t.bucket >= ? AND t.bucket < ?", [lo, hi]
+        if series_id is not None:
+            cond += " AND t.series_id = ?"
+            args.append(series_id)
+        sql = f"SELECT {', '.join('t.' + c for c in cols)} FROM rollup_{name} t{join} WHERE {cond} AND t.{LIVE[name]} > 0"
+        files = self.months.files(name, lo, hi)
+        if not files:
+            return sql, args, []
+        o_hi = min(hi, self.filed_before(name))  # table rows that can shadow a file row
+        con = con or self.con
+        if series_id is not None:  # one series: its row groups only (see store/cold_rollups.py), and
+            # the table rows that shadow them left out here: a DuckDB anti join costs ~3 ms a query
+            cold = self.months.series_rows(name, series_id, lo, hi, cols)
+            shadow = con.execute(f"SELECT bucket FROM rollup_{name} WHERE bucket >= ? AND bucket < ? AND series_id = ?",
+                                 [lo, o_hi, series_id]).fetchnumpy()["bucket"]
+            if len(shadow):
+                cold = cold.filter(pc.invert(pc.is_in(cold.column("bucket"), pa.array(np.asarray(shadow, np.int64)))))
+            con.register(f"_cold_{name}", cold)
+            return f"{sql} UNION ALL SELECT {', '.join(cols)} FROM _cold_{name}", args, [f"_cold_{name}"]
+        src = "read_parquet([" + ", ".join(f"'{f}'" for f in files) + "])"
+        c_join = f" SEMI JOIN {ids_table} ON c.series_id = {ids_table}.sid" if ids_table else ""
+        sql += (f" UNION ALL SELECT {', '.join('c.' + c for c in cols)} FROM {src} c{c_join} ANTI JOIN "
+                f"(SELECT series_id, bucket FROM rollup_{name} WHERE bucket >= ? AND bucket < ?) o "
+                "ON o.series_id = c.series_id AND o.bucket = c.bucket WHERE c.bucket >= ? AND c.bucket < ?")
+        return sql, args + [lo, o_hi, lo, hi], []
+
+    def rows(self, name: str, lo: int, hi: int, *, ids_table: str | None = None,
+             series_id: int | None = None) -> pd.DataFrame:
+        """The rollup rows of tier `name` whose bucket starts in [lo, hi), ordered (tests, audits)."""
+        width = TIERS[name]
+        src, args, regs = self.source(name, lo - (lo % width), hi, ids_table=ids_table, series_id=series_id)
+        try:
+            if not src:
+                return pd.DataFrame({c: pd.Series(dtype="int64") for c in TIER_COLS[name]})
+            return self.con.execute(f"SELECT * FROM ({src}) ORDER BY series_id, bucket", args).df()
+        finally:
+            for r in regs:
+                self.con.unregister(r)
+
+    def stats(self, con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+        """Rows and bytes of each tier (`db stats`): rows read as served (table and files, less
+        tombstones and shadowed file rows), bytes of its month files and of its table's blocks."""
+        out: dict[str, int] = {}
+        block = int(con.execute("SELECT block_size FROM pragma_database_size()").fetchall()[0][0])
+        for name in TIERS:
+            src, args, _ = self.source(name, LO, HI)
+            out[f"rollup_{name}_rows"] = int(con.execute(f"SELECT count(*) FROM ({src})", args).fetchall()[0][0]) \
+                if src else 0
+            out[f"rollup_{name}_months"] = len(self.months.months(name))
+            out[f"rollup_{name}_file_bytes"] = self.months.bytes(name)
+            blocks = con.execute(f"SELECT count(DISTINCT block_id) FROM pragma_storage_info('rollup_{name}') "
+                                 "WHERE persistent AND block_id >= 0").fetchall()[0][0]
+            out[f"rollup_{name}_bytes"] = out[f"rollup_{name}_file_bytes"] + int(blocks) * block
+        return out
+
+
+def _rollup_insert(name: str, width: int, source: str) -> str:
+    """INSERT of rollup tier `name` rows aggregated from `source`, raw rows aliased `r`: the one
+    definition of what a rollup row holds (served aggregates; the hourly tier also all rows)."""
+    f = f"FILTER (WHERE {_SERVED_R})"
+    listing = ", count(*), min(r.ts), max(r.ts)" if name == "1h" else ""
+    where = "" if name == "1h" else f" WHERE {_SERVED_R}"  # the 1-min tier keeps served buckets only
+    return (f"INSERT INTO rollup_{name} SELECT r.series_id, r.ts - (((r.ts % {width}) + {width}) % {width}) AS b, "
+            f"count(*) {f}, min(r.v) {f}, max(r.v) {f}, (sum(r.v) {f})::DOUBLE, max(r.ts) {f}, arg_max(r.v, r.ts) {f}"
+            f"{listing} FROM {source}{where} GROUP BY 1, 2")

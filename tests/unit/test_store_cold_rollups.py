@@ -1,0 +1,185 @@
+"""Closed months of rollups in Parquet month files (store/rollups.py, store/cold_rollups.py).
+
+Each test writes a month and a bit of hourly points, compacts so that the month closes into its
+files, and then checks the rules of design 003 against a recompute from what was written: late
+points and deletes reach a month file (override and tombstone rows in the table, merged at the
+next compaction), retention drops whole month files and hides the rest of a straddling month,
+and a compaction that crashes after renaming a month file neither fails to open nor counts a
+bucket twice.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from greennanny.store.cold import DAY_NS, ColdTier
+from greennanny.store.cold_rollups import month_of, month_start
+from greennanny.store.points import HI, HOUR_NS, LO, TIER_COLS, TIERS, PointTables
+
+NOV = 1_698_796_800 * 10**9  # 2023-11-01T00:00Z
+DEC = 1_701_388_800 * 10**9
+STEP = 10 * 60 * 10**9
+SERIES = (1, 2)
+
+
+def open_tables(tmp: Path) -> PointTables:
+    return PointTables(duckdb.connect(str(tmp / "s.duckdb")), ColdTier(tmp / "s.cold"))
+
+
+class Truth:
+    def __init__(self) -> None:
+        self.rows: dict[tuple[int, int], int] = {}
+
+    def put(self, pt: PointTables, sid: np.ndarray, ts: np.ndarray, v: np.ndarray) -> None:
+        pt.write(sid.astype(np.int32), ts.astype(np.int64), v.astype(np.int64), np.ones(len(ts), bool),
+                 np.zeros(len(ts), np.uint8))
+        for s, t, x in zip(sid.tolist(), ts.tolist(), v.tolist(), strict=True):
+            self.rows[(s, t)] = x
+
+    def delete(self, pt: PointTables, lo: int, hi: int, series: list[int] | None) -> None:
+        pt.delete(lo, hi, series)
+        for k in [k for k in self.rows if lo <= k[1] < hi and (series is None or k[0] in series)]:
+            del self.rows[k]
+
+    def rollup(self, name: str, until: int, floor: int = LO) -> list[list[int]]:
+        df = pd.DataFrame([(s, t, v) for (s, t), v in self.rows.items()], columns=["series_id", "ts", "v"])
+        w = TIERS[name]
+        df = df[(df.ts < until)].assign(bucket=lambda d: d.ts - d.ts % w)
+        df = df[df.bucket >= floor].sort_values(["series_id", "ts"])
+        g = df.groupby(["series_id", "bucket"])
+        out = g.agg(n=("v", "size"), vmin=("v", "min"), vmax=("v", "max"), vsum=("v", "sum"), last_ts=("ts", "max"),
+                    last_v=("v", "last"), rows=("v", "size"), first_any=("ts", "min"), last_any=("ts", "max"))
+        return out.reset_index()[TIER_COLS[name]].astype(np.int64).values.tolist()
+
+
+def check(pt: PointTables, truth: Truth, floor: dict[str, int] | None = None) -> None:
+    for name in TIERS:
+        got = pt.rollup(name, LO, HI)[TIER_COLS[name]].astype(np.int64).values.tolist()
+        assert got == truth.rollup(name, pt.until, (floor or {}).get(name, LO)), name
+    for sid in SERIES:  # the one-series path reads month files by row group
+        b = pt.bucketed(LO, pt.until, HOUR_NS, series_id=sid)
+        want = [r for r in truth.rollup("1h", pt.until, (floor or {}).get("1h", LO)) if r[0] == sid]
+        assert b[["bucket", "n", "vmin", "vmax", "vsum", "last_v"]].astype(np.int64).values.tolist() == \
+            [[r[1], r[2], r[3], r[4], r[5], r[7]] for r in want]
+    summary, args = pt.summary_sql()
+    rows = dict(pt.con.execute(f"SELECT series_id, rows FROM ({summary})", args).fetchall())
+    assert rows == {s: sum(1 for k in truth.rows if k[0] == s) for s in SERIES if any(k[0] == s for k in truth.rows)}
+
+
+def forty_days(pt: PointTables, truth: Truth) -> None:
+    ts = NOV + np.arange(40 * DAY_NS // STEP, dtype=np.int64) * STEP
+    for s in SERIES:
+        truth.put(pt, np.full(len(ts), s), ts, (np.arange(len(ts)) * 7 + s * 1000) % 997)
+    pt.compact(NOV + 38 * DAY_NS)  # November closes: the watermark is Dec 9
+
+
+def table_rows(pt: PointTables, name: str, lo: int, hi: int) -> int:
+    return int(pt.con.execute(f"SELECT count(*) FROM rollup_{name} WHERE bucket >= ? AND bucket < ?",
+                              [lo, hi]).fetchall()[0][0])
+
+
+def test_a_closed_month_moves_to_its_files_and_reads_the_same(tmp_path: Path) -> None:
+    pt, truth = open_tables(tmp_path), Truth()
+    forty_days(pt, truth)
+    nov = month_of(NOV)
+    assert pt.rollups.months.months("1h") == pt.rollups.months.months("1m") == [nov]
+    assert table_rows(pt, "1h", NOV, DEC) == table_rows(pt, "1m", NOV, DEC) == 0
+    assert table_rows(pt, "1h", DEC, pt.until) == len(SERIES) * 8 * 24  # the open month stays in the table
+    check(pt, truth)
+    pt.con.close()
+    check(open_tables(tmp_path), truth)  # and after a reopen
+
+
+def test_late_points_into_a_closed_month_win_and_merge_at_the_next_compaction(tmp_path: Path) -> None:
+    pt, truth = open_tables(tmp_path), Truth()
+    forty_days(pt, truth)
+    late = NOV + 10 * DAY_NS + 5 * HOUR_NS + np.array([0, 60, 90], np.int64) * 10**9  # two new instants, one replaced
+    truth.put(pt, np.array([1, 1, 1]), late, np.array([5000, 6000, 7000]))
+    assert table_rows(pt, "1h", NOV, DEC) == 1 and table_rows(pt, "1m", NOV, DEC) == 2  # overrides
+    check(pt, truth)
+    pt.compact(NOV + 38 * DAY_NS)  # nothing new to move, but the overrides merge into the files
+    assert table_rows(pt, "1h", NOV, DEC) == table_rows(pt, "1m", NOV, DEC) == 0
+    check(pt, truth)
+
+
+def test_deletes_in_a_closed_month_leave_tombstones_until_the_merge(tmp_path: Path) -> None:
+    pt, truth = open_tables(tmp_path), Truth()
+    forty_days(pt, truth)
+    lo = NOV + 20 * DAY_NS + 3 * HOUR_NS
+    truth.delete(pt, lo, lo + 2 * HOUR_NS + 20 * 60 * 10**9, [2])  # two whole hours and part of a third
+    assert int(pt.con.execute("SELECT count(*) FROM rollup_1h WHERE rows = 0").fetchall()[0][0]) == 2
+    check(pt, truth)
+    truth.delete(pt, NOV + 25 * DAY_NS, NOV + 26 * DAY_NS, None)  # a whole day, every series
+    check(pt, truth)
+    pt.compact(NOV + 38 * DAY_NS)
+    assert table_rows(pt, "1h", NOV, DEC) == table_rows(pt, "1m", NOV, DEC) == 0
+    check(pt, truth)
+
+
+def test_retention_drops_whole_month_files_and_hides_the_rest_of_a_straddling_month(tmp_path: Path) -> None:
+    pt, truth = open_tables(tmp_path), Truth()
+    ts = NOV + np.arange(75 * DAY_NS // STEP, dtype=np.int64) * STEP  # Nov, Dec and half of Jan
+    truth.put(pt, np.full(len(ts), 1), ts, np.arange(len(ts)) % 500)
+    pt.compact(NOV + 73 * DAY_NS)
+    assert pt.rollups.months.months("1m") == [month_of(NOV), month_of(DEC)]
+    cut = DEC + 10 * DAY_NS
+    before = pt.rollup("1m", LO, cut)
+    assert pt.drop_rollups_before("1m", cut) == len(before) > 0
+    assert pt.rollups.months.months("1m") == [month_of(DEC)]  # November's file is gone, December's stays
+    assert pt.rollup("1m", LO, cut).empty
+    check(pt, truth, {"1m": cut})
+    assert pt.drop_rollups_before("1m", cut) == 0
+    pt.con.close()
+    pt = open_tables(tmp_path)  # the floor is kept in tier_state
+    check(pt, truth, {"1m": cut})
+    assert pt.drop_rollups_before("1m", month_start(month_of(DEC) + 1)) == 31 * 24 * 60 // 10 - 10 * 24 * 6
+    assert pt.rollups.months.months("1m") == []
+
+
+@pytest.mark.parametrize("case", ["close", "merge"])
+def test_a_compaction_that_dies_after_renaming_month_files_opens_and_counts_once(tmp_path: Path, case: str) -> None:
+    """The compaction's transaction never commits (the process died): its month files are on
+    disk, its table deletes and watermark are not. "close": the dead compaction also built
+    November's last days, so the file holds buckets at and after the surviving watermark;
+    "merge": it merged late points of the closed November that the table still holds."""
+    pt, truth = open_tables(tmp_path), Truth()
+    ts = NOV + np.arange(40 * DAY_NS // STEP, dtype=np.int64) * STEP
+    for s in SERIES:
+        truth.put(pt, np.full(len(ts), s), ts, (np.arange(len(ts)) * 3 + s) % 911)
+    pt.compact(NOV + (29 if case == "close" else 33) * DAY_NS)
+    if case == "merge":
+        assert pt.rollups.months.months("1h") == [month_of(NOV)]
+        truth.put(pt, np.array([2, 2]), NOV + 3 * DAY_NS + np.array([0, 30], np.int64) * 10**9, np.array([1, 2]))
+        truth.delete(pt, NOV + 4 * DAY_NS, NOV + 4 * DAY_NS + HOUR_NS, [1])
+    until = pt.until
+    pt.con.execute("BEGIN TRANSACTION")
+    pt.compact(NOV + 34 * DAY_NS)
+    assert pt.rollups.months.months("1h") == [month_of(NOV)] and table_rows(pt, "1h", NOV, DEC) == 0
+    pt.con.close()  # dies: the transaction is rolled back
+    pt = open_tables(tmp_path)
+    assert pt.until == until and table_rows(pt, "1h", NOV, DEC) > 0
+    check(pt, truth)
+    truth.delete(pt, until, until + DAY_NS, [1])  # hot rows the dead compaction had rolled up go
+    check(pt, truth)
+    pt.compact(NOV + 34 * DAY_NS)
+    assert table_rows(pt, "1h", NOV, DEC) == 0
+    check(pt, truth)
+
+
+def test_stats_count_month_file_rows_and_bytes(tmp_path: Path) -> None:
+    from greennanny.store.duckdb import DuckDBStore
+
+    store = DuckDBStore(tmp_path / "s.duckdb")
+    pt, truth = store.tiers, Truth()
+    forty_days(pt, truth)
+    s = store.stats()
+    assert s["rollup_1h_rows"] == len(truth.rollup("1h", pt.until)) and s["rollup_1h_months"] == 1
+    assert s["rollup_1m_file_bytes"] == pt.rollups.months.bytes("1m") > 0
+    assert s["rollup_1m_bytes"] >= s["rollup_1m_file_bytes"]
+    assert s["cold_bytes"] == pt.cold.bytes() and s["cold_days"] == len(pt.cold.days())
+    store.close()
