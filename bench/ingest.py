@@ -299,11 +299,14 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="measurements of each; medians are shown")
     ap.add_argument("--live", action="store_true", help="also run the live-streaming variant")
     ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    ap.add_argument("--only", action="store_true", help="run only the node process and mosquitto_sub (for quick iteration)")
     args = ap.parse_args()
     n = len(msgs := build_messages(args.messages))
     runs: dict[str, Callable[[Path, list[Message]], Timing]] = {
         "mosquitto_sub": run_mosquitto_sub, "greennanny (process)": run_node_process,
         "greennanny (in-process)": run_node_inprocess, "paho alone (reference)": run_paho}
+    if args.only:
+        runs = {k: v for k, v in runs.items() if k in ("mosquitto_sub", "greennanny (process)")}
     got: dict[str, list[Timing]] = {k: [] for k in [*runs, *(["live greennanny", "live mosquitto_sub"] * args.live)]}
     for rep in range(args.repeat):  # interleaved, so drift in the machine's load hits all alike
         for name, fn in runs.items():
