@@ -33,6 +33,7 @@ def test_fast_path_equals_the_general_path(dt: datetime, frac: int, digits: int,
     "2026-01-01T24:00:00Z", "2026-01-01T23:60:00Z", "2016-12-31T23:59:60Z",  # leap second
     "2026-01-01T00:00:00.Z", "2026-01-01T00:00:00,5Z", "2026-01-01T0٣:00:00Z", "２026-01-01T00:00:00Z",
     " 2026-01-01T00:00:00Z",
+    "2026-01-01T00:00:x0Z", "2026-01-01T00:00:٣0Z", "2026-01-01T00:00:99Z",  # bad seconds after a good minute
 ])
 def test_other_shapes_leave_the_fast_path_and_get_the_general_answer(text: str) -> None:
     assert _utc_fast(text) is None

@@ -226,7 +226,10 @@ class _Plan(NamedTuple):
     reader: struct.Struct
     header_at: Callable[[tuple[Any, ...]], tuple[int, ...]]  # the channel/type bytes out of the unpacked tuple
     headers: tuple[int, ...]  # ... and what they must be for the frame to have this shape
-    outs: tuple[tuple[int, Field], ...]  # (index into the unpacked tuple, field), in frame order
+    # Per output field, in frame order: (index into the unpacked tuple, field, name, div, quantity,
+    # qscale, lowest and highest value passed through as OK, mask of its raw bits, its error codes):
+    # what `_planned` needs, unpacked once per frame instead of read off the field each time.
+    outs: tuple[tuple[int, Field, str, float, str | None, float, float, float, int, Any], ...]
     unmapped: tuple[str, ...]
     aliases: dict[str, str]
 
@@ -260,7 +263,8 @@ def _compile(canonical: str, table: Table, data: bytes) -> _Plan | None:
             if f.name in names:
                 return None
             names.add(f.name)
-            outs.append((idx, f))
+            lo, hi = _OK_RANGE[f.quantity] if f.quantity is not None else (0.0, -1.0)
+            outs.append((idx, f, f.name, f.div, f.quantity, f.qscale, lo, hi, (1 << (8 * f.size)) - 1, f.errors))
             if f.quantity is None:
                 unmapped.append(f.name)
             idx += 1
@@ -295,21 +299,20 @@ def _planned(canonical: str, table: Table, data: bytes) -> Decoded | None:
         values = plan.reader.unpack_from(data)
     obj: dict[str, Any] = {}
     readings = []
-    for i, f in plan.outs:
+    for i, f, name, div, quantity, qscale, lo, hi, mask, errors in plan.outs:
         raw = values[i]
-        if f.errors and (raw & ((1 << (8 * f.size)) - 1)) in f.errors:
+        if errors and (raw & mask) in errors:
             return None  # a sensor error code: the general walk names it
-        value = raw if f.div == 1 else raw / f.div
-        obj[f.name] = value
-        if f.quantity is not None:
+        value = raw if div == 1 else raw / div
+        obj[name] = value
+        if quantity is not None:
             # The common case inline: a value inside its quantity's range and below every sentinel
             # is what `coerce_value` returns unchanged (same arithmetic); anything else takes it.
-            lo, hi = _OK_RANGE[f.quantity]
-            v = float(value) * f.qscale
+            v = float(value) * qscale
             if lo <= v <= hi:
-                readings.append(Reading(f.quantity, v))
+                readings.append(Reading(quantity, v))
             else:
-                readings.append(_reading(f, f.name, value, raw, None, None))
+                readings.append(_reading(f, name, value, raw, None, None))
     if plan.aliases:
         obj["vendor_aliases"] = dict(plan.aliases)
     return Decoded(object=obj, readings=readings, unmapped=list(plan.unmapped))

@@ -195,8 +195,9 @@ class ChirpstackV4:
         return h
 
     def _uplink(self, up: Uplink, body: dict[str, Any], eui: str, ts_ns: int) -> Handled:
-        f_cnt = _int(body.get("fCnt", 0), "fCnt")
-        f_port = _int(body.get("fPort", 0), "fPort")
+        f_cnt, f_port = body.get("fCnt", 0), body.get("fPort", 0)
+        if type(f_cnt) is not int or type(f_port) is not int:  # the usual JSON numbers skip the checks
+            f_cnt, f_port = _int(f_cnt, "fCnt"), _int(f_port, "fPort")
         data_b64 = body.get("data", "") or ""
         try:
             data = base64.b64decode(data_b64, validate=True)

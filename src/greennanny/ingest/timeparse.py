@@ -22,15 +22,16 @@ Y2000_NS = 946_684_800 * 1_000_000_000
 LATEST_NS = (1 << 63) - 1
 
 
-_DAY_NS: dict[str, int] = {}  # "YYYY-MM-DD" -> its UTC midnight in epoch ns; a node sees few days
+_MINUTE_NS: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM" -> its epoch ns; a node sees a few minutes at a time
 
 
 def _utc_fast(s: str) -> int | None:
     """Epoch ns of the one shape network servers send (`YYYY-MM-DDTHH:MM:SS[.f]Z` or `+00:00`).
 
     Why: every uplink carries such a stamp, and `datetime` parsing was an eighth of its cost.
-    Anything else (another offset, a leap second, a bad digit) returns None and takes the
-    general path, which also words the error; the two agree on every input
+    The minute is looked up (messages of one minute share it), then seconds and fraction are
+    added. Anything else (another offset, a leap second, a bad digit) returns None and takes
+    the general path, which also words the error; the two agree on every input
     (tests/unit/test_timeparse.py).
     """
     n = len(s)
@@ -40,13 +41,18 @@ def _utc_fast(s: str) -> int | None:
         end = n - 6
     else:
         return None
-    if end < 19 or s[4] != "-" or s[7] != "-" or s[10] != "T" or s[13] != ":" or s[16] != ":":
+    if end < 19 or s[16] != ":":
         return None
-    hms = s[11:13] + s[14:16] + s[17:19]
-    if not (hms.isascii() and hms.isdigit()):
-        return None
-    hh, mm, ss = int(hms[:2]), int(hms[2:4]), int(hms[4:])
-    if hh > 23 or mm > 59 or ss > 59:
+    minute_ns = _MINUTE_NS.get(s[:16])
+    if minute_ns is None:
+        minute_ns = _minute_ns(s[:16])
+        if minute_ns is None:
+            return None
+        if len(_MINUTE_NS) > 4096:
+            _MINUTE_NS.clear()
+        _MINUTE_NS[s[:16]] = minute_ns
+    sec = s[17:19]
+    if not (sec.isascii() and sec.isdigit()) or sec > "59":
         return None
     frac_ns = 0
     if end > 19:
@@ -54,20 +60,25 @@ def _utc_fast(s: str) -> int | None:
         if s[19] != "." or not digits or not (digits.isascii() and digits.isdigit()):
             return None
         frac_ns = int((digits + "000000000")[:9])
-    day = s[:10]
-    day_ns = _DAY_NS.get(day)
-    if day_ns is None:
-        ymd = day[:4] + day[5:7] + day[8:]
-        if not (ymd.isascii() and ymd.isdigit()):
-            return None
-        try:
-            d = datetime(int(day[:4]), int(day[5:7]), int(day[8:]), tzinfo=UTC)
-        except ValueError:
-            return None
-        if len(_DAY_NS) > 4096:
-            _DAY_NS.clear()
-        day_ns = _DAY_NS[day] = int((d - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds()) * 1_000_000_000
-    return day_ns + (hh * 3600 + mm * 60 + ss) * 1_000_000_000 + frac_ns
+    return minute_ns + int(sec) * 1_000_000_000 + frac_ns
+
+
+def _minute_ns(m: str) -> int | None:
+    """Epoch ns of `YYYY-MM-DDTHH:MM` (exactly that shape, a real date), else None."""
+    if m[4] != "-" or m[7] != "-" or m[10] != "T" or m[13] != ":":
+        return None
+    digits = m[:4] + m[5:7] + m[8:10] + m[11:13] + m[14:16]
+    if not (digits.isascii() and digits.isdigit()):
+        return None
+    hh, mm = int(m[11:13]), int(m[14:16])
+    if hh > 23 or mm > 59:
+        return None
+    try:
+        d = datetime(int(m[:4]), int(m[5:7]), int(m[8:10]), tzinfo=UTC)
+    except ValueError:
+        return None
+    day_s = int((d - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds())
+    return (day_s + hh * 3600 + mm * 60) * 1_000_000_000
 
 
 def iso_to_ns(text: str, *, field: str = "time") -> int:

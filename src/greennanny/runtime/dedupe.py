@@ -23,6 +23,7 @@ class Deduper:
         self._exact: OrderedDict[str, int] = OrderedDict()
         self._window: dict[str, int] = {}
         self._journal: list[tuple[bool, str, int | None]] | None = None  # (exact?, key, previous value)
+        self._next_expiry = 0
 
     def begin(self) -> None:
         self._journal = []
@@ -66,10 +67,14 @@ class Deduper:
             self._exact[exact] = received_ns
         if window:
             self._window[window] = ts_ns
-        self._expire(received_ns)
+        if not 0 <= self._next_expiry - received_ns <= 1_000_000_000:  # a second passed, or time went back
+            self._expire(received_ns)
         return False
 
     def _expire(self, now_ns: int) -> None:
+        """Forget exact keys older than `retain_s`; runs at most once a second of receive time
+        (keys then live up to a second longer than `retain_s`, which nothing can tell apart)."""
+        self._next_expiry = now_ns + 1_000_000_000
         cutoff = now_ns - self.retain_ns
         while self._exact:
             k, t = next(iter(self._exact.items()))
