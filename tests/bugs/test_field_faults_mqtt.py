@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.integration.test_node_mqtt import node_for, wait
+from tests.integration.nodeproc import wait
+from tests.integration.test_node_mqtt import node_for
 
 from greennanny.ingest.replay import Message, publish
 from greennanny.model import Uplink

@@ -1,4 +1,4 @@
-"""Helpers that run a real node (`greennanny run`) as a separate process, for crash tests."""
+"""Helpers that run a real node (`greennanny run`) as a separate process, for crash tests, and poll."""
 
 from __future__ import annotations
 
@@ -7,9 +7,20 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+
+
+def wait(cond: Callable[[], object], timeout: float = 20.0) -> bool:
+    """Poll `cond` every 50 ms until it is true (True) or `timeout` seconds pass (False)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def write_config(path: Path, *, broker_url: str, api_port: int, data_dir: Path, extra: str = "") -> Path:

@@ -29,6 +29,7 @@ from greennanny.model import Batch, SeriesKey
 from greennanny.runtime.node import Node
 from greennanny.store.cold import DAY_NS
 from greennanny.store.duckdb import DuckDBStore, Retention
+from tests.integration.nodeproc import wait
 
 pytestmark = pytest.mark.integration
 
@@ -243,10 +244,3 @@ def test_node_stops_acking_on_a_full_disk_logs_it_once_and_stores_every_message_
         reopened.close()
 
 
-def wait(cond, timeout: float = 20.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False

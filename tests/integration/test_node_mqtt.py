@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import time
 
 import pytest
 
 from greennanny.config import config_from_dict
 from greennanny.ingest.replay import Message, publish
 from greennanny.runtime.node import Node
+from tests.integration.nodeproc import wait
 
 pytestmark = pytest.mark.integration
 T0 = 1_750_000_000 * 10**9
@@ -25,13 +25,6 @@ def node_for(mosquitto, tmp_path) -> Node:
     return node
 
 
-def wait(cond, timeout=20.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def msg(i: int) -> Message:
