@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -281,3 +282,51 @@ def test_maintain_skips_the_rewrite_without_room_for_the_copy_and_survives_a_ful
     assert "left as it was" in caplog.text and "no space left" in caplog.text.lower()
     assert leftovers(store.path) == [] and snapshot(store) == before
     store.close()
+
+
+SLOW_READ = "SELECT count(DISTINCT (a.range * 7919) % 100000007) FROM range(?) a"
+
+
+@pytest.mark.parametrize("wait_s", [5.0, 0.05])
+def test_a_read_in_flight_is_waited_for_or_the_rewrite_gives_up(built: Path, tmp_path: Path, wait_s: float,
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    """A cursor busy in another thread keeps DuckDB's database open after the connection closes;
+    renaming the copy then would leave the store writing to the old, unlinked file."""
+    import threading
+
+    from greennanny.errors import StoreUnavailable
+    from greennanny.store import duckdb as store_mod
+
+    monkeypatch.setattr(store_mod, "REWRITE_CLOSE_WAIT_S", wait_s)
+    store = DuckDBStore(copy_of(built, tmp_path), retention=POLICY)
+    spoil(store)
+    before = snapshot(store)
+    got: dict[str, Any] = {}
+    started = threading.Event()
+
+    def reader() -> None:
+        cur = store._cur()
+        started.set()
+        got["read"] = cur.execute(SLOW_READ, [4_000_000]).fetchall()
+
+    th = threading.Thread(target=reader)
+    th.start()
+    started.wait()
+    time.sleep(0.1)
+    caplog.set_level("INFO", "greennanny.store")
+    if wait_s > 1:
+        assert store.rewrite() > 0 and store.file_space()[1] == 0
+        assert "waiting for a read in flight" in caplog.text
+    else:
+        with pytest.raises(StoreUnavailable, match="kept the file open"):
+            store.rewrite()
+    th.join()
+    assert got["read"] == [(4_000_000,)]
+    assert leftovers(store.path) == [] and snapshot(store) == before
+    store.write(Batch.from_columns(KEYS[:1], np.zeros(1, np.int32), np.array([DAY0 + 45 * DAY_NS]), np.array([1.5])))
+    after = snapshot(store)
+    store.close()
+    again = DuckDBStore(store.path, retention=POLICY)
+    assert snapshot(again) == after  # the write went to the file in place, not to an unlinked one
+    again.close()

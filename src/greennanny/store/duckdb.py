@@ -74,6 +74,7 @@ log = logging.getLogger("greennanny.store")
 # blocks (docs/operations.md); `rewrite()` does it unconditionally.
 REWRITE_FREE_SHARE = 0.25
 REWRITE_FREE_BYTES = 1 << 20
+REWRITE_CLOSE_WAIT_S = 5.0  # how long the rewrite waits for reads in flight to end before it gives up
 REWRITE_SUFFIX = ".rewrite"  # the copy being written: `<file>.rewrite` (and its `.wal`); removed at open
 
 SCHEMA_VERSION = 2  # 2: points as integers at storage resolution in tiers, rollups (design 003)
@@ -736,7 +737,7 @@ class DuckDBStore:
             raise err from exc
         try:
             self._rewrite_step("close")
-            self._con.close()  # every cursor with it; nothing is left to checkpoint
+            self._close_for_rewrite()
             if wal.exists():
                 raise StoreError(f"store {self.path}: a write-ahead log remained after closing; not replacing the file")
             self._rewrite_step("rename")
@@ -759,6 +760,38 @@ class DuckDBStore:
         log.info("store %s rewritten without its free blocks in %.2f s: %s -> %s bytes (%s freed)",
                  self.path, time.perf_counter() - started, f"{before:,}", f"{after:,}", f"{before - after:,}")
         return before - after
+
+    def _close_for_rewrite(self) -> None:
+        """Close the connection and wait until DuckDB has closed the database itself.
+
+        Closing the connection closes every reader's cursor, but a cursor busy with a query in
+        another thread refuses (ResourceInUseException) and keeps the database open; a connect
+        to the path then hands back that instance, on the old file once the copy is renamed over
+        it, and writes would go to an unlinked file. So an in-memory database is attached as a
+        mark (attached databases belong to the instance) and a probe connection checks that it
+        is gone before the rename; readers get no new cursor meanwhile (`_invalid`: they wait for
+        the lock). A reader that keeps the file busy past REWRITE_CLOSE_WAIT_S fails the rewrite."""
+        self._con.execute("ATTACH ':memory:' AS _rewrite_alive")
+        self._invalid = True  # readers take the lock and open again (`_cur`) instead of a cursor now closed
+        try:
+            self._con.close()
+        except duckdb.Error as exc:  # a reader's query in flight: closed, but the database stays open until it ends
+            log.info("store %s: waiting for a read in flight before the file rewrite (%s)", self.path, _first_line(exc))
+        self._local = threading.local()  # drop the readers' cursors: the busy one goes when its read ends
+        deadline = time.monotonic() + REWRITE_CLOSE_WAIT_S
+        while True:
+            probe = duckdb.connect(str(self.path))
+            try:
+                alive = probe.execute(
+                    "SELECT count(*) FROM duckdb_databases() WHERE database_name = '_rewrite_alive'").fetchall()[0][0]
+            finally:
+                probe.close()
+            if not alive:
+                return
+            if time.monotonic() > deadline:
+                raise StoreUnavailable(f"store {self.path}: a read kept the file open for {REWRITE_CLOSE_WAIT_S} s; "
+                                       "not rewriting it this time")
+            time.sleep(0.01)
 
     def _open_after_rewrite(self) -> None:
         try:
