@@ -23,7 +23,8 @@ app = typer.Typer(help="Store statistics, compaction and retention.", no_args_is
 _ROWS = [
     ("series", "series"), ("raw points", "raw_points"), ("  hot (DuckDB rows)", "hot_points"),
     ("  cold (Parquet days)", "cold_points"), ("cold days", "cold_days"), ("cold bytes", "cold_bytes"),
-    ("cold bytes per point", "cold_bytes_per_point"), ("DuckDB file bytes", "file_bytes"), ("WAL bytes", "wal_bytes"),
+    ("cold bytes per point", "cold_bytes_per_point"), ("DuckDB file bytes", "file_bytes"),
+    ("  free blocks in it", "file_free_bytes"), ("WAL bytes", "wal_bytes"),
     ("1-min rollup rows", "rollup_1m_rows"), ("  bytes (month files + table)", "rollup_1m_bytes"),
     ("  closed months in Parquet", "rollup_1m_months"), ("1-h rollup rows", "rollup_1h_rows"),
     ("  bytes (month files + table)", "rollup_1h_bytes"), ("  closed months in Parquet", "rollup_1h_months"),
