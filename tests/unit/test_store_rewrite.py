@@ -25,7 +25,8 @@ from greennanny.errors import StoreError
 from greennanny.model import Batch, Quality, SeriesKey
 from greennanny.store.base import DeadLetter, DeviceRecord, IngestCommit, LedgerEntry
 from greennanny.store.cold import DAY_NS
-from greennanny.store.duckdb import REWRITE_SUFFIX, DuckDBStore, Retention
+from greennanny.store.duckdb import DuckDBStore, Retention
+from greennanny.store.duckdb_rewrite import REWRITE_SUFFIX
 
 DAY0 = 1_735_689_600 * 10**9  # 2025-01-01T00:00Z
 S = 10**9
@@ -296,7 +297,7 @@ def test_a_read_in_flight_is_waited_for_or_the_rewrite_gives_up(built: Path, tmp
     import threading
 
     from greennanny.errors import StoreUnavailable
-    from greennanny.store import duckdb as store_mod
+    from greennanny.store import duckdb_rewrite as store_mod
 
     monkeypatch.setattr(store_mod, "REWRITE_CLOSE_WAIT_S", wait_s)
     store = DuckDBStore(copy_of(built, tmp_path), retention=POLICY)

@@ -56,7 +56,6 @@ from greennanny.store.base import (
     CAP_UNSERVED_ROWS,
     CAP_WRITE,
     Aggregate,
-    DeviceRecord,
     IngestCommit,
     SeriesInfo,
     WriteResult,
@@ -64,18 +63,14 @@ from greennanny.store.base import (
     split_not_finite,
     take_rows,
 )
-from greennanny.store.cold import DAY_NS, ColdTier, fsync_dir
+from greennanny.store.cold import DAY_NS, ColdTier
 from greennanny.store.cold_rollups import RollupMonths
+from greennanny.store.duckdb_node import NodeTables
+from greennanny.store.duckdb_rewrite import FileRewrite
+from greennanny.store.duckdb_sql import first_line, scalar
 from greennanny.store.points import HI, LO, PointTables, scale_of
 
 log = logging.getLogger("greennanny.store")
-
-# The maintenance job rewrites the file when at least this share of it, and this many bytes, are free
-# blocks (docs/operations.md); `rewrite()` does it unconditionally.
-REWRITE_FREE_SHARE = 0.25
-REWRITE_FREE_BYTES = 1 << 20
-REWRITE_CLOSE_WAIT_S = 5.0  # how long the rewrite waits for reads in flight to end before it gives up
-REWRITE_SUFFIX = ".rewrite"  # the copy being written: `<file>.rewrite` (and its `.wal`); removed at open
 
 SCHEMA_VERSION = 2  # 2: points as integers at storage resolution in tiers, rollups (design 003)
 
@@ -113,18 +108,7 @@ _AGG_SQL = {
 }
 
 
-def _one(con: duckdb.DuckDBPyConnection, sql: str, args: list[Any] | None = None) -> Any:
-    """The single value of an aggregate query (which always returns one row).
-
-    `fetchall`, not `fetchone`: a result read only in part keeps its cursor's transaction open,
-    and an open reader makes `maintain`'s CHECKPOINT fail (tests/unit/test_store_reader_cursors.py).
-    """
-    rows = con.execute(sql, args or []).fetchall()
-    assert len(rows) == 1, sql
-    return rows[0][0]
-
-
-class DuckDBStore:
+class DuckDBStore(FileRewrite, NodeTables):
     """DuckDB backend of the store contract (see store/base.py)."""
 
     capabilities = frozenset({
@@ -215,7 +199,7 @@ class DuckDBStore:
                 self._con.close()
             except duckdb.Error as exc:  # DuckDB checkpoints on close; a full disk must not fail a shutdown
                 log.warning("store %s closed without its final checkpoint (%s); the next open replays "
-                            "its write-ahead log", self.path, _first_line(exc))
+                            "its write-ahead log", self.path, first_line(exc))
 
     # -- failures: a full disk, an invalidated connection ------------------------------------
     def free_bytes(self) -> int:
@@ -240,12 +224,12 @@ class DuckDBStore:
             self._invalid = True
         if "no space left on device" in text or any(getattr(c, "errno", None) == errno.ENOSPC for c in chain):
             free = self.free_bytes()
-            detail = next((_first_line(c) for c in chain if "no space left" in str(c).lower()), _first_line(exc))
+            detail = next((first_line(c) for c in chain if "no space left" in str(c).lower()), first_line(exc))
             return DiskFull(f"store {self.path}: no space left on device while {doing} ({free:,} bytes free "
                             f"on {self.path.parent}); the change was rolled back, nothing committed is damaged, "
                             f"and writes resume once space is freed ({detail})", path=str(self.path), free_bytes=free)
         if self._invalid or any(isinstance(c, (duckdb.IOException, OSError)) for c in chain):
-            return StoreUnavailable(f"store {self.path}: {doing} failed: {_first_line(exc)}")
+            return StoreUnavailable(f"store {self.path}: {doing} failed: {first_line(exc)}")
         return None
 
     def _ensure_open(self) -> None:
@@ -285,7 +269,7 @@ class DuckDBStore:
     def _series_ids(self, keys: list[SeriesKey]) -> np.ndarray:
         new = [k for k in keys if k not in self._ids]
         if new:
-            start = int(_one(self._con, "SELECT coalesce(max(id), 0) + 1 FROM series"))
+            start = int(scalar(self._con, "SELECT coalesce(max(id), 0) + 1 FROM series"))
             now = time.time_ns()
             rows = []
             for i, k in enumerate(new):
@@ -397,31 +381,6 @@ class DuckDBStore:
 
         with self._lock:
             return self._transaction(run)
-
-    # -- devices -----------------------------------------------------------------------------
-    def upsert_device(self, d: DeviceRecord) -> DeviceRecord | None:
-        """Insert or replace a device; returns the previous record when it differed."""
-        with self._lock:
-            prev = self.device(d.dev_eui)
-            self._con.execute(
-                "INSERT OR REPLACE INTO devices VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [d.dev_eui, d.codec, d.model, d.field_map, d.site, d.zone, d.name, d.source, time.time_ns(),
-                 d.interval_s],
-            )
-            return prev if prev is not None and prev != d else None
-
-    def device(self, dev_eui: str) -> DeviceRecord | None:
-        rows = self._cur().execute(
-            "SELECT dev_eui, codec, model, field_map, site, zone, name, source, interval_s FROM devices WHERE dev_eui = ?",
-            [dev_eui],
-        ).fetchall()  # all of it, so the cursor's transaction ends (see `_one`)
-        return DeviceRecord(*rows[0]) if rows else None
-
-    def devices(self) -> list[DeviceRecord]:
-        rows = self._cur().execute(
-            "SELECT dev_eui, codec, model, field_map, site, zone, name, source, interval_s FROM devices ORDER BY dev_eui"
-        ).fetchall()
-        return [DeviceRecord(*r) for r in rows]
 
     # -- reads -------------------------------------------------------------------------------
     def series(
@@ -630,7 +589,7 @@ class DuckDBStore:
                 ("device_events_removed", p.deadletters_days, "DELETE FROM device_events WHERE ts < ?"),
             ):
                 if (c := cut(days)) is not None:
-                    out[name] = int(_one(self._con, sql.replace("DELETE FROM", "SELECT count(*) FROM", 1), [c]))
+                    out[name] = int(scalar(self._con, sql.replace("DELETE FROM", "SELECT count(*) FROM", 1), [c]))
                     self._con.execute(sql, [c])
 
         with self._lock:
@@ -638,181 +597,6 @@ class DuckDBStore:
             self._checkpoint()  # hand freed blocks back for reuse, so the file stops growing
             out["file_rewritten_bytes_freed"] = self._rewrite_if_sparse()
         return out
-
-    def _rewrite_if_sparse(self) -> int:
-        """The maintenance step: rewrite the file when at least REWRITE_FREE_SHARE of it and
-        REWRITE_FREE_BYTES are free blocks and the disk has room for the copy. A rewrite that
-        fails (a full disk) is logged and leaves the file as it was: retention has committed."""
-        size, free = self.file_space()
-        if free < REWRITE_FREE_BYTES or free < REWRITE_FREE_SHARE * size:
-            return 0
-        need = size - free + REWRITE_FREE_BYTES  # the copy holds the used blocks
-        if (room := self.free_bytes()) < need:
-            log.warning("store %s: %s of its %s bytes are free blocks, but the disk has %s bytes free, less than "
-                        "the %s a compact copy needs; not rewriting it", self.path, f"{free:,}", f"{size:,}",
-                        f"{room:,}", f"{need:,}")
-            return 0
-        try:
-            return self._rewrite()
-        except StoreUnavailable as exc:
-            log.warning("store %s: rewriting the file without its free blocks failed; it is left as it was: %s",
-                        self.path, exc)
-            return 0
-
-    # -- rewriting the file compactly ---------------------------------------------------------
-    def file_space(self, con: duckdb.DuckDBPyConnection | None = None) -> tuple[int, int]:
-        """(bytes of the file's blocks, bytes of them free) as DuckDB counts them (after a checkpoint)."""
-        rows = (con or self._con).execute(
-            "SELECT block_size, total_blocks, free_blocks FROM pragma_database_size() "
-            "WHERE database_name = current_database()").fetchall()
-        block, total, free = (int(x) for x in rows[0])
-        return block * total, block * free
-
-    def _rewrite_path(self) -> Path:
-        return self.path.with_name(self.path.name + REWRITE_SUFFIX)
-
-    def _remove_rewrite_leftovers(self) -> None:
-        """A copy left by a rewrite that did not finish (a crash before its rename): the file in
-        place is whole (the old one, or the new one once renamed), so the copy only holds space."""
-        tmp = self._rewrite_path()
-        gone = False
-        for f in (tmp, tmp.with_name(tmp.name + ".wal")):
-            if f.exists():
-                f.unlink()
-                gone = True
-        if gone:
-            fsync_dir(self.path.parent)
-            log.warning("store %s: removed %s left by a file rewrite that did not finish", self.path, tmp.name)
-
-    def _rewrite_step(self, step: str) -> None:
-        """Called before each step of `rewrite` (tests raise or exit here to simulate a crash)."""
-
-    def rewrite(self) -> int:
-        """Rewrite the DuckDB file without its free blocks; returns the bytes it shrank by."""
-        with self._lock:
-            self._ensure_open()
-            self._checkpoint()
-            return self._rewrite()
-
-    def _rewrite(self) -> int:
-        """Under the lock, after a checkpoint: copy every table (schema version, tier state, rows in
-        their order) into `<file>.rewrite`, check the counts, checkpoint and fsync it, close the
-        connection, rename the copy over the file, fsync the directory, open it again.
-
-        A crash before the rename leaves the old file whole and the copy, which the next open
-        removes; after it, the new file is whole. A failure before the rename removes the copy and
-        goes on with the old file; the store is open again either way."""
-        started = time.perf_counter()
-        tmp = self._rewrite_path()
-        self._remove_rewrite_leftovers()
-        before = self.path.stat().st_size
-        wal = self.path.with_name(self.path.name + ".wal")
-        db = str(_one(self._con, "SELECT current_database()"))
-        tables = [str(t) for (t,) in self._con.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() ORDER BY 1").fetchall()]
-        counts = {t: int(_one(self._con, f'SELECT count(*) FROM "{t}"')) for t in tables}
-        try:
-            self._rewrite_step("copy")
-            self._con.execute("ATTACH '" + str(tmp).replace("'", "''") + "' AS _rewrite")
-            try:
-                self._con.execute(f'COPY FROM DATABASE "{db}" TO _rewrite')
-                self._rewrite_copy_check(counts)
-                self._rewrite_step("checkpoint_copy")
-                self._con.execute("CHECKPOINT _rewrite")
-                new_blocks = self.file_space_of("_rewrite")
-            finally:
-                self._con.execute("DETACH DATABASE IF EXISTS _rewrite")
-            self._rewrite_step("fsync_copy")
-            if tmp.with_name(tmp.name + ".wal").exists():
-                raise StoreError(f"store {self.path}: the rewritten copy kept a write-ahead log")
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-        except BaseException as exc:
-            self._remove_rewrite_leftovers()
-            err = self._failure(exc, "rewriting the file") if isinstance(exc, (duckdb.Error, OSError)) else None
-            if self._invalid:
-                self._reopen_quietly()
-            if err is None:
-                raise
-            raise err from exc
-        try:
-            self._rewrite_step("close")
-            self._close_for_rewrite()
-            if wal.exists():
-                raise StoreError(f"store {self.path}: a write-ahead log remained after closing; not replacing the file")
-            self._rewrite_step("rename")
-            os.replace(tmp, self.path)
-            self._rewrite_step("fsync_dir")
-            fsync_dir(self.path.parent)
-            self._rewrite_step("reopen")
-        except BaseException:
-            try:
-                self._con.close()
-            except duckdb.Error:
-                pass
-            self._remove_rewrite_leftovers()  # still there only if the rename did not happen
-            self._open_after_rewrite()
-            raise
-        self._open_after_rewrite()
-        if self.file_space()[0] != new_blocks:  # a DuckDB instance still open on the old file would be
-            raise StoreError(f"store {self.path}: opened again after the rewrite, but not on the new file")
-        after = self.path.stat().st_size
-        log.info("store %s rewritten without its free blocks in %.2f s: %s -> %s bytes (%s freed)",
-                 self.path, time.perf_counter() - started, f"{before:,}", f"{after:,}", f"{before - after:,}")
-        return before - after
-
-    def _close_for_rewrite(self) -> None:
-        """Close the connection and wait until DuckDB has closed the database itself.
-
-        Closing the connection closes every reader's cursor, but a cursor busy with a query in
-        another thread refuses (ResourceInUseException) and keeps the database open; a connect
-        to the path then hands back that instance, on the old file once the copy is renamed over
-        it, and writes would go to an unlinked file. So an in-memory database is attached as a
-        mark (attached databases belong to the instance) and a probe connection checks that it
-        is gone before the rename; readers get no new cursor meanwhile (`_invalid`: they wait for
-        the lock). A reader that keeps the file busy past REWRITE_CLOSE_WAIT_S fails the rewrite."""
-        self._con.execute("ATTACH ':memory:' AS _rewrite_alive")
-        self._invalid = True  # readers take the lock and open again (`_cur`) instead of a cursor now closed
-        try:
-            self._con.close()
-        except duckdb.Error as exc:  # a reader's query in flight: closed, but the database stays open until it ends
-            log.info("store %s: waiting for a read in flight before the file rewrite (%s)", self.path, _first_line(exc))
-        self._local = threading.local()  # drop the readers' cursors: the busy one goes when its read ends
-        deadline = time.monotonic() + REWRITE_CLOSE_WAIT_S
-        while True:
-            probe = duckdb.connect(str(self.path))
-            try:
-                alive = probe.execute(
-                    "SELECT count(*) FROM duckdb_databases() WHERE database_name = '_rewrite_alive'").fetchall()[0][0]
-            finally:
-                probe.close()
-            if not alive:
-                return
-            if time.monotonic() > deadline:
-                raise StoreUnavailable(f"store {self.path}: a read kept the file open for {REWRITE_CLOSE_WAIT_S} s; "
-                                       "not rewriting it this time")
-            time.sleep(0.01)
-
-    def _open_after_rewrite(self) -> None:
-        try:
-            self._open()
-        except BaseException:
-            self._invalid = True  # the next call opens it again (`_ensure_open`)
-            raise
-
-    def _rewrite_copy_check(self, counts: dict[str, int]) -> None:
-        """The copy holds as many rows in each table as the file (and no other table)."""
-        tables = [str(t) for (t,) in self._con.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE database_name = '_rewrite'").fetchall()]
-        got = {t: int(_one(self._con, f'SELECT count(*) FROM _rewrite."{t}"')) for t in tables}
-        if got != counts:
-            raise StoreError(f"store {self.path}: the rewritten copy holds {got} rows, the file {counts}; "
-                             "the file is left as it was")
-
-    def file_space_of(self, database: str) -> int:
-        rows = self._con.execute("SELECT block_size * total_blocks FROM pragma_database_size() WHERE database_name = ?",
-                                 [database]).fetchall()
-        return int(rows[0][0])
 
     def checkpoint(self) -> None:
         with self._lock:
@@ -822,24 +606,24 @@ class DuckDBStore:
     def stats(self) -> dict[str, Any]:
         """Points, series and bytes per tier (`greennanny db stats`)."""
         cur = self._cur()
-        hot = int(_one(cur, "SELECT count(*) FROM points"))
+        hot = int(scalar(cur, "SELECT count(*) FROM points"))
         cold_files = self.tiers.cold.files()
-        cold = int(_one(cur, f"SELECT count(*) FROM read_parquet([{', '.join(repr(f) for f in cold_files)}])")) \
+        cold = int(scalar(cur, f"SELECT count(*) FROM read_parquet([{', '.join(repr(f) for f in cold_files)}])")) \
             if cold_files else 0
         cold -= self._cold_shadowed(cur) if cold and hot else 0
         cold_bytes = self.tiers.cold.bytes()
         db_bytes = self.path.stat().st_size if self.path.exists() else 0
         wal = self.path.with_name(self.path.name + ".wal")
         out: dict[str, Any] = {
-            "series": int(_one(cur, "SELECT count(*) FROM series")),
+            "series": int(scalar(cur, "SELECT count(*) FROM series")),
             "raw_points": hot + cold, "hot_points": hot, "cold_points": cold, "cold_days": len(cold_files),
             "cold_bytes": cold_bytes, "cold_bytes_per_point": round(cold_bytes / cold, 3) if cold else None,
             "file_bytes": db_bytes, "file_free_bytes": self.file_space(cur)[1],
             "wal_bytes": wal.stat().st_size if wal.exists() else 0,
             **self.tiers.rollups.stats(cur),
-            "forecast_runs": int(_one(cur, "SELECT count(*) FROM forecast_runs")),
-            "ledger_rows": int(_one(cur, "SELECT count(*) FROM ledger")),
-            "deadletters": int(_one(cur, "SELECT count(*) FROM deadletters")),
+            "forecast_runs": int(scalar(cur, "SELECT count(*) FROM forecast_runs")),
+            "ledger_rows": int(scalar(cur, "SELECT count(*) FROM ledger")),
+            "deadletters": int(scalar(cur, "SELECT count(*) FROM deadletters")),
             "free_bytes": self.free_bytes(),
         }
         all_bytes = db_bytes + cold_bytes + out["rollup_1m_file_bytes"] + out["rollup_1h_file_bytes"]
@@ -855,7 +639,7 @@ class DuckDBStore:
         files = self.tiers.cold.files(int(lo), int(hi) + 1)
         if not files:
             return 0
-        return int(_one(cur, f"SELECT count(*) FROM read_parquet([{', '.join(repr(f) for f in files)}]) c "
+        return int(scalar(cur, f"SELECT count(*) FROM read_parquet([{', '.join(repr(f) for f in files)}]) c "
                              "SEMI JOIN points h ON h.series_id = c.series_id AND h.ts = c.ts"))
 
     def query_long(self, series_ids: list[int], start_ns: int, end_ns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -889,144 +673,8 @@ class DuckDBStore:
 
     def count_points(self) -> int:
         raw, args = self.tiers.raw_sql(LO, HI)
-        return int(_one(self._cur(), f"SELECT count(*) FROM ({raw})", args))
+        return int(scalar(self._cur(), f"SELECT count(*) FROM ({raw})", args))
 
-    def deadletters(self, *, reason: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        sql = "SELECT received_ns, topic, payload, reason, detail, source, device FROM deadletters"
-        args: list[Any] = []
-        if reason:
-            sql += " WHERE reason = ?"
-            args.append(reason)
-        sql += " ORDER BY received_ns DESC LIMIT ?"
-        args.append(limit)
-        cols = ("received_ns", "topic", "payload", "reason", "detail", "source", "device")
-        return [dict(zip(cols, r)) for r in self._cur().execute(sql, args).fetchall()]
-
-    def unknown_devices(self, samples: int = 3) -> list[dict[str, Any]]:
-        """Devices whose messages were kept as `unknown_device`, with counts and sample payloads."""
-        rows = self._cur().execute(
-            "SELECT device, count(*), min(received_ns), max(received_ns), "
-            "list(payload ORDER BY received_ns DESC)[1:?], list(DISTINCT topic)[1:3] FROM deadletters "
-            "WHERE reason = 'unknown_device' GROUP BY device ORDER BY 2 DESC", [samples]).fetchall()
-        return [{"device": d, "messages": int(n), "first_ns": int(lo), "last_ns": int(hi),
-                 "samples": [bytes(p) for p in ps], "topics": list(ts)} for d, n, lo, hi, ps, ts in rows]
-
-    def replay_deadletters(self, process: Any, *, reason: str | None = None) -> dict[str, int]:
-        """Run kept dead letters through `process` (the current pipeline) again.
-
-        Those that now succeed leave the dead-letter table, their points are stored, and their
-        ledger row takes the new outcome, all in one transaction, so a message still has
-        exactly one outcome. Those that fail again stay, with their newest reason.
-        """
-        from greennanny.model import Uplink
-
-        with self._lock:
-            sql = "SELECT rowid, received_ns, topic, payload, source FROM deadletters WHERE source <> 'quarantine'"
-            args: list[Any] = []
-            if reason:
-                sql += " AND reason = ?"
-                args.append(reason)
-            rows = self._con.execute(sql + " ORDER BY received_ns", args).fetchall()
-            if not rows:
-                return {"replayed": 0}
-            ups = [Uplink(topic, bytes(payload), int(t)) for _, t, topic, payload, _ in rows]
-            commit = process(ups)
-            fixed = [(r, e) for r, e in zip(rows, commit.ledger, strict=True) if e.outcome != "dead_letter"]
-            counts: dict[str, int] = {"replayed": len(rows)}
-            for _, e in fixed:
-                counts[e.outcome] = counts.get(e.outcome, 0) + 1
-            counts["still_dead"] = len(rows) - len(fixed)
-            commit.deadletters = []  # the failures are already kept; do not keep them twice
-            commit.ledger = []
-
-            def run() -> None:
-                self._write_points(commit.batch)
-                for (rowid, t, topic, _, _), e in fixed:
-                    self._con.execute("DELETE FROM deadletters WHERE rowid = ?", [rowid])
-                    self._con.execute(
-                        "UPDATE ledger SET outcome = ?, kind = ?, dedup_key = ?, points = ? WHERE received_ns = ? "
-                        "AND topic = ? AND outcome = 'dead_letter'", [e.outcome, e.kind, e.dedup_key, e.points, t, topic])
-                if commit.device_events:
-                    self._con.executemany("INSERT INTO device_events VALUES (?, ?, ?, ?)", commit.device_events)
-
-            self._transaction(run)
-            return counts
-
-    def deadletter_counts(self) -> dict[str, int]:
-        rows = self._cur().execute("SELECT reason, count(*) FROM deadletters GROUP BY 1 ORDER BY 2 DESC").fetchall()
-        return {r: int(n) for r, n in rows}
-
-    def outcome_counts(self) -> dict[str, int]:
-        rows = self._cur().execute("SELECT outcome, count(*) FROM ledger GROUP BY 1 ORDER BY 1").fetchall()
-        return {r: int(n) for r, n in rows}
-
-    def outcome_detail(self) -> dict[str, int]:
-        """Counts by outcome and kind (`non_uplink:status`, `dead_letter:unknown_device`)."""
-        rows = self._cur().execute(
-            "SELECT outcome || ':' || kind, count(*) FROM ledger GROUP BY 1 ORDER BY 1"
-        ).fetchall()
-        return {r: int(n) for r, n in rows}
-
-    def first_seen_by_device(self) -> dict[str, int]:
-        """Earliest stored reading per device (the live time-sanity rule's anchor)."""
-        summary, args = self.tiers.summary_sql()
-        rows = self._cur().execute(
-            f"SELECT s.device, min(r.first_any) FROM ({summary}) r JOIN series s ON s.id = r.series_id GROUP BY 1",
-            args).fetchall()
-        return {d: int(t) for d, t in rows}
-
-    def recent_dedup_keys(self, since_ns: int) -> list[tuple[str, int]]:
-        return [
-            (k, int(t))
-            for k, t in self._cur().execute(
-                "SELECT dedup_key, received_ns FROM ledger WHERE received_ns >= ? AND dedup_key <> '' "
-                "AND outcome <> 'dead_letter'",
-                [since_ns],
-            ).fetchall()
-        ]
-
-    def device_events(self) -> list[tuple[int, str, str, str]]:
-        return self._cur().execute("SELECT * FROM device_events ORDER BY ts").fetchall()
-
-    # -- forecasts ---------------------------------------------------------------------------
-    def write_forecasts(self, runs: pd.DataFrame, points: pd.DataFrame) -> None:
-        """Store one forecast run (one row per series in `runs`, the steps in `points`)."""
-
-        def run() -> None:
-            self._con.register("_runs", runs)
-            self._con.register("_fpoints", points)
-            self._con.execute("INSERT INTO forecast_runs SELECT * FROM _runs")
-            self._con.execute("INSERT INTO forecast_points SELECT * FROM _fpoints")
-            self._con.unregister("_runs")
-            self._con.unregister("_fpoints")
-
-        with self._lock:
-            self._transaction(run)
-
-    def next_run_id(self) -> int:
-        return int(_one(self._cur(), "SELECT coalesce(max(run_id), 0) + 1 FROM forecast_runs"))
-
-    def latest_forecast(self, series_id: int) -> tuple[dict[str, Any], pd.DataFrame] | None:
-        cur = self._cur()
-        row = cur.execute(
-            "SELECT run_id, made_ns, start_ns, step_ns, horizon, model, backtest_mae, backtest_mase, "
-            "runner_up, runner_up_mase, fallback_reason FROM forecast_runs WHERE series_id = ? "
-            "ORDER BY made_ns DESC, run_id DESC LIMIT 1",
-            [series_id],
-        ).fetchone()
-        if row is None:
-            return None
-        cols = ("run_id", "made_ns", "start_ns", "step_ns", "horizon", "model", "backtest_mae",
-                "backtest_mase", "runner_up", "runner_up_mase", "fallback_reason")
-        meta = dict(zip(cols, row))
-        pts = cur.execute(
-            "SELECT ts, mean, lo80, hi80, lo95, hi95 FROM forecast_points WHERE run_id = ? AND series_id = ? ORDER BY ts",
-            [meta["run_id"], series_id],
-        ).df()
-        return meta, pts
-
-    def forecast_count(self) -> int:
-        return int(_one(self._cur(), "SELECT count(*) FROM forecast_runs"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -1041,10 +689,6 @@ class Retention:
     ledger_days: int = 30
     deadletters_days: int = 90
     compact_after_h: int = 48
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _concat(a: Batch, b: Batch) -> Batch:
