@@ -354,6 +354,9 @@ class PointTables:
         from their row groups (cold_rollups.series_rows); table rows shadow file rows as in
         `Rollups.source`, and numpy merges everything into `every`-buckets. The rows and the
         resolution are those of `bucketed` (tests/unit/test_store_fast_read.py checks they are equal).
+        What is left is reading (50 M-point bench store, loaded 2 cores): the SELECT ~3-5 ms (it
+        scans the open month's table rows of all series and today's raw rows), ~0.6-0.8 ms per
+        month file (decoding the series' 16,384-row group), numpy and the frame ~0.3 ms.
         """
         tier = _tier_for(every)
         if tier is None:
