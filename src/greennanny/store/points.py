@@ -345,7 +345,7 @@ class PointTables:
         """`bucketed` of one series as numpy columns (BASE_COLS less series_id; less last_ts and
         last_v too unless `last`: each column read costs ~0.1 ms per month file and per table
         scan), computed without an aggregate query; None where it does not apply (`every` not a
-        multiple of a tier's width).
+        positive multiple of a tier's width: the SQL path answers those).
 
         DuckDB spends ~4 ms planning the aggregate SQL of `bucketed` (about 0.15 ms per aggregate
         function), more than the rows take to read, so here: one plain SELECT (no aggregate) takes
@@ -358,7 +358,7 @@ class PointTables:
         scans the open month's table rows of all series and today's raw rows), ~0.6-0.8 ms per
         month file (decoding the series' 16,384-row group), numpy and the frame ~0.3 ms.
         """
-        tier = _tier_for(every)
+        tier = _tier_for(every) if every > 0 else None
         if tier is None:
             return None
         names = _ONE_COLS if last else _ONE_COLS[:5]
