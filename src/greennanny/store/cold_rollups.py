@@ -159,9 +159,12 @@ class RollupMonths:
                     continue
                 t = pq.ParquetFile(fh, metadata=footer.meta, pre_buffer=False).read_row_groups(
                     groups, columns=columns, use_threads=False)
-            sid, bucket = t.column("series_id").to_numpy(), t.column("bucket").to_numpy()
-            keep = np.flatnonzero((sid == series_id) & (bucket >= lo) & (bucket < hi))
-            parts.append(t.take(pa.array(keep)))
+            # the file is sorted by (series_id, bucket): the series' rows in [lo, hi) are one slice
+            sid = t.column("series_id").to_numpy()
+            a, b = np.searchsorted(sid, series_id, "left"), np.searchsorted(sid, series_id, "right")
+            bucket = t.column("bucket").to_numpy()[a:b]
+            a, b = a + np.searchsorted(bucket, lo, "left"), a + np.searchsorted(bucket, hi, "left")
+            parts.append(t.slice(int(a), int(b - a)))  # zero-copy, unlike a take (~0.1 ms a file)
         if not parts:
             return SCHEMAS[tier].empty_table().select(columns)
         return pa.concat_tables(parts)
