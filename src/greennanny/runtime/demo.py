@@ -24,7 +24,7 @@ from greennanny.ingest import replay
 from greennanny.ingest.field_maps import PROFILE_FIELD_MAPS
 from greennanny.runtime.broker import Mosquitto, MosquittoConfig, free_port
 from greennanny.runtime.node import Node
-from greennanny.runtime.server import ApiThread
+from greennanny.runtime.server import ApiThread, tune_gc
 
 AGC_FILE = "agc2018_cucumber_greenhouse_climate.csv.gz"
 ARCHIVE_FILE = "ssi2026_chirpstack_lorawan_events.csv.gz"
@@ -101,6 +101,7 @@ def run_demo(*, once: bool, broker: str | None, data_dir: Path, port: int, simul
     }, source="demo config", base_dir=data_dir)
     (data_dir / "greennanny.toml").write_text(_toml(cfg))
     node = Node(cfg)
+    tune_gc()
     api = None
     summary: dict[str, Any] = {}
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -36,9 +37,26 @@ class ApiThread:
         self.thread.join(timeout=10)
 
 
+def tune_gc() -> None:
+    """Collect less often, and never again walk what the start made. Call once the node is built.
+
+    Why: ingest allocates some forty short-lived objects per message, which CPython frees by
+    reference counting; with the default gen-0 threshold (700 allocations) a young collection ran
+    every ~20 messages, and older collections walked every object the imports and the config
+    made. `gc.freeze()` moves those to a permanent generation; a gen-0 threshold of 20,000 keeps
+    cycle collection (which the node rarely needs) off the hot path. Measured with
+    `bench/ingest.py --only`, four alternations: the node process's steady rate 32-36 k msgs/s
+    against 25-34 k without (ratio to mosquitto_sub 0.29-0.34 against 0.28-0.30).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 10, 10)
+
+
 def serve_node(cfg: Config) -> None:
     check_security(cfg)
     node = Node(cfg)
+    tune_gc()
     node.start()
     api = ApiThread(cfg, node)
     api.start()
