@@ -69,6 +69,25 @@ def test_decode_cli_names_the_byte_offset_of_a_short_frame():
     assert r.returncode == 1 and "offset 5" in r.stderr
 
 
+def test_decode_cli_asks_for_the_model_a_milesight_frame_needs():
+    r = gn("decode", "--codec", "milesight", "01755C0367CCFF046865")
+    assert r.returncode == 2 and "--codec milesight needs --model" in " ".join(r.stderr.split()), r.stderr
+
+
+def test_decode_cli_says_how_to_decode_a_device_it_cannot_name():
+    """Offline there is no registry: an up event of a device whose profile matches no shipped
+    field map must say which options decode it, not only that the device is unregistered."""
+    ev = json.dumps({"deviceInfo": {"devEui": "0101010101010101", "deviceProfileName": "no such profile"},
+                     "fPort": 85, "data": "AXVcA2fM/w=="})
+    r = gn("decode", "--format", "chirpstack-v4", stdin=ev)
+    said = " ".join(r.stderr.split())  # rich wraps the message at the terminal width
+    assert r.returncode == 2, r.stderr
+    assert "0101010101010101" in said and "--codec milesight --model MODEL" in said
+    r = gn("decode", "--format", "chirpstack-v4", "--codec", "milesight", "--model", "EM300-TH", stdin=ev)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["outcome"] == "stored"
+
+
 def test_decode_cli_reads_a_chirpstack_event_from_stdin(shared_dir):
     import pandas as pd
 

@@ -68,9 +68,23 @@ def test_config_check_reports_the_bad_key_and_exits_2(tmp_path):
 
 
 def test_sample_lists_every_section():
+    """Every table of the config, nested ones too, appears in what `config init` writes (a user
+    told to raise [store.retention] raw_days must find the key in the file)."""
+    from pydantic import BaseModel
+
+    def tables(model: type[BaseModel], prefix: str = "") -> list[str]:
+        out = []
+        for name, f in model.model_fields.items():
+            t = f.annotation
+            if isinstance(t, type) and issubclass(t, BaseModel):
+                out += [f"[{prefix}{name}]", *tables(t, f"{prefix}{name}.")]
+        return out
+
     s = sample_config()
-    for sec in ("[node]", "[api]", "[mqtt]", "[pipeline]", "[forecast]", "[[mqtt.subscriptions]]"):
-        assert s.count(sec) >= 1
+    want = tables(Config)
+    assert "[store.retention]" in want and "[store.influxdb]" in want
+    for sec in [*want, "[[mqtt.subscriptions]]"]:
+        assert s.count(sec) >= 1, sec
 
 
 def test_config_check_catches_unknown_codec_model_and_field_map():

@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from greennanny.cli.backend import open_backend
 from greennanny.cli.common import ConfigOpt, ViaOpt, console, friendly, print_json, resolve_config
-from greennanny.errors import ConfigError, DecodeError
+from greennanny.errors import ConfigError, DecodeError, UnknownDevice
 from greennanny.model import QUANTITIES, Batch
 
 
@@ -168,6 +168,8 @@ def _decode(payload: str | None, codec: str | None, model: str | None, field_map
         dec = codecs().get(codec)
         if dec is None:
             raise ConfigError(f"--codec {codec!r} unknown; known: {', '.join(codecs())}")
+        if getattr(dec, "needs_model", False) and not model:
+            raise ConfigError(f"--codec {codec} needs --model (the bytes alone are ambiguous), e.g. --model EM300-TH")
         out = dec.decode(_bytes(payload), model=model)
         print_json({"object": out.object, "points": [_reading(r) for r in out.readings], "unmapped": out.unmapped})
         return
@@ -209,7 +211,11 @@ def _decode_envelope(fmt: str, raw: bytes, topic: str | None, codec: str, model:
         eui = str(body.get("deviceInfo", {}).get("devEui") or eui).lower()
     except (ValueError, AttributeError):
         pass
-    h = handler.handle(Uplink(topic or FORMAT_TOPICS[fmt].format(eui=eui), raw, 0))
+    try:
+        h = handler.handle(Uplink(topic or FORMAT_TOPICS[fmt].format(eui=eui), raw, 0))
+    except UnknownDevice as exc:  # offline there is no registry: say how to name the decoding instead
+        raise ConfigError(f"{exc}; offline, say how its payload decodes: --codec milesight --model MODEL, or "
+                          f"--field-map NAME for a network-server-decoded object") from None
     points = [_reading(r, h.ts_ns) for r in h.readings]
     points += [{**_reading(p, h.ts_ns), "series": str(p.key)} for p in h.points]
     return {"outcome": h.outcome.value, "kind": h.kind, "device": h.device, "points": points,

@@ -327,6 +327,7 @@ class MilesightDecoder:
     """Decodes any model in `MODELS`; the model is required: the bytes alone are ambiguous."""
 
     name = "milesight"
+    needs_model = True  # the bytes alone are ambiguous between models
 
     def decode(self, payload: bytes, *, model: str | None = None) -> Decoded:
         table = self._table(model)

@@ -13,6 +13,7 @@ import logging
 import queue
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from urllib.parse import urlparse
 
@@ -171,6 +172,8 @@ class MqttInput:
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
+        self.client.on_connect_fail = self._on_connect_fail
+        self._fails, self._fail_logged = 0, 0.0
         self.client.on_message = self._on_message
         self.client.on_publishes = self._on_publishes
 
@@ -181,11 +184,25 @@ class MqttInput:
             log.error("broker %s:%s refused the connection: %s", self.host, self.port, reason_code)
             return
         self.connects += 1
+        if self._fails:
+            log.info("reached the broker %s:%s after %d failed attempts", self.host, self.port, self._fails)
+            self._fails = 0
         subs: list[tuple[str, int]] = [(s.topic, int(self.cfg.qos)) for s in self.cfg.subscriptions]
         client.subscribe(subs)
         log.info("connected to %s:%s (session present: %s); subscribed %s", self.host, self.port,
                  getattr(flags, "session_present", "?"), [s for s, _ in subs])
         self.connected.set()
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
+        """The broker cannot be reached (refused, no route, DNS). Said at the first failure and
+        then once a minute, so an operator sees it in the log, not only as mqtt_connected=false
+        in /health; paho keeps retrying (1-30 s)."""
+        self._fails += 1
+        now = time.monotonic()
+        if self._fails == 1 or now - self._fail_logged >= 60:
+            self._fail_logged = now
+            log.warning("cannot reach the broker at %s:%s (%d attempts so far); retrying every 1-30 s. "
+                        "Is it running, and is mqtt.url right?", self.host, self.port, self._fails)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object, reason_code: object,
                        properties: object) -> None:
