@@ -95,3 +95,12 @@ def test_each_command_both_ways_gives_the_same_json(tmp_path, mosquitto):
     # degF was converted: the series' values sit around 20 degC, not 68.
     pts = via_api["series points 1 --json"]
     assert 15 < np.mean(pts["value"]) < 25 and len(pts["value"]) == 4 * 288 - 1
+    # The same relative times and durations as `db export`: 1h is 3600 s, -36500d..now is everything.
+    r = cli(cfg, "series", "points", "2", "--every", "1h", "--json", "--via", "file")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == via_api["series points 2 --every 3600 --json"]
+    r = cli(cfg, "series", "points", "1", "--start", "-36500d", "--end", "now", "--json", "--via", "file")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["value"] == pts["value"]
+    r = cli(cfg, "series", "points", "1", "--every", "1.5h", "--via", "file")
+    assert r.returncode == 2 and "--every '1.5h'" in r.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ from rich.table import Table
 
 from greennanny.cli.backend import open_backend
 from greennanny.cli.common import ConfigOpt, ViaOpt, console, friendly, print_json, resolve_config
+from greennanny.errors import ConfigError
 
 app = typer.Typer(help="List series, read points and forecasts.", no_args_is_help=True)
 
@@ -34,13 +36,30 @@ def list_(site: str = typer.Option(None, help="Only this site."), zone: str = ty
 
 @app.command("points")
 @friendly
-def points(series_id: int, start: str = typer.Option(None, help="ISO 8601 or epoch"),
-           end: str = typer.Option(None, help="ISO 8601 or epoch (exclusive)"),
-           every: int = typer.Option(None, help="bucket seconds"), as_json: bool = typer.Option(False, "--json", help="Print JSON (the API's body)."),
+def points(series_id: int, start: str = typer.Option(None, help="ISO 8601, epoch, now, or before now: -7d, -12h"),
+           end: str = typer.Option(None, help="ISO 8601, epoch, now, or before now (exclusive)"),
+           every: str = typer.Option(None, help="bucket: 300, 5m, 1h, 1d (mean per bucket)"),
+           as_json: bool = typer.Option(False, "--json", help="Print JSON (the API's body)."),
            config: Path = ConfigOpt, via: str = ViaOpt) -> None:
     """Points of one series in a time range, optionally averaged per bucket."""
+    from greennanny.store.export import parse_duration, parse_time
+
+    now = time.time_ns()
+
+    def when(text: str | None, option: str) -> str | None:  # the same relative times as `db export`
+        if text is None or not (text.strip().startswith("-") or text.strip().lower() == "now"):
+            return text
+        return str(parse_time(text, option=option, now_ns=now))
+
+    every_s = None
+    if every is not None:
+        ns = parse_duration(every, option="--every")
+        if ns % 1_000_000_000:
+            raise ConfigError(f"--every {every!r} is not a whole number of seconds")
+        every_s = ns // 1_000_000_000
     with open_backend(resolve_config(config), prefer=via) as b:
-        body = b.get(f"/series/{series_id}/points", start=start, end=end, every=every)
+        body = b.get(f"/series/{series_id}/points", start=when(start, "--start"), end=when(end, "--end"),
+                     every=every_s)
     if as_json:
         print_json(body)
         return
