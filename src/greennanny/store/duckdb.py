@@ -143,6 +143,8 @@ class DuckDBStore(FileRewrite, NodeTables):
         self._check_version(read_only)  # before any other table is made: never touch a newer file
         if not read_only:
             self._con.execute(_SCHEMA)
+        if hasattr(self, "tiers"):  # opened again: the month files the last one kept open go
+            self.tiers.rollups.months.close()
         self.tiers = PointTables(self._con, ColdTier(self.path.with_name(self.path.name + ".cold")),
                                  create=not read_only)
         self._ids: dict[SeriesKey, int] = {}
@@ -196,6 +198,7 @@ class DuckDBStore(FileRewrite, NodeTables):
 
     def close(self) -> None:
         with self._lock:
+            self.tiers.rollups.months.close()  # the month files kept open for one-series reads
             try:
                 self._con.close()
             except duckdb.Error as exc:  # DuckDB checkpoints on close; a full disk must not fail a shutdown
@@ -569,6 +572,7 @@ class DuckDBStore(FileRewrite, NodeTables):
         self.tiers._cold_days = set(self.tiers.cold.days())
         for tmp in self.tiers.cold.root.glob("*.tmp"):
             tmp.unlink(missing_ok=True)
+        self.tiers.rollups.months.close()
         self.tiers.rollups.months = RollupMonths(self.tiers.cold.root)  # re-lists, drops its .tmp files
 
     def maintain(self, now_ns: int) -> dict[str, int]:
