@@ -15,10 +15,12 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from greennanny.store.cold import DAY_NS, ColdTier
-from greennanny.store.cold_rollups import month_of, month_start
+from greennanny.store.cold_rollups import RollupMonths, _groups, month_of, month_start
 from greennanny.store.points import HI, HOUR_NS, LO, TIER_COLS, TIERS, PointTables
 
 NOV = 1_698_796_800 * 10**9  # 2023-11-01T00:00Z
@@ -183,3 +185,65 @@ def test_stats_count_month_file_rows_and_bytes(tmp_path: Path) -> None:
     assert s["rollup_1m_bytes"] >= s["rollup_1m_file_bytes"]
     assert s["cold_bytes"] == pt.cold.bytes() and s["cold_days"] == len(pt.cold.days())
     store.close()
+
+
+def test_one_series_reads_follow_a_month_file_replaced_by_another_process(tmp_path: Path) -> None:
+    """A month file is kept open for one-series reads while it is unchanged; a file written by
+    another opener (device, inode, size or mtime differ) is opened again, and a file written
+    without the series index (before it existed) is indexed from its series_id column."""
+    pt, truth = open_tables(tmp_path), Truth()
+    forty_days(pt, truth)
+    months, nov = pt.rollups.months, month_of(NOV)
+    want = pt.rollup("1h", NOV, DEC)
+    one = months.series_rows("1h", 2, NOV, DEC, TIER_COLS["1h"])
+    assert one.to_pandas().astype(np.int64).values.tolist() == \
+        want[want.series_id == 2][TIER_COLS["1h"]].astype(np.int64).values.tolist()
+    other = RollupMonths(tmp_path / "s.cold")  # another process merges a changed month
+    changed = pq.read_table(other.path("1h", nov))
+    changed = changed.set_column(changed.schema.get_field_index("vmax"), "vmax",
+                                 pa.array(np.full(changed.num_rows, 123456, np.int64)))
+    _, seen = months.series_rows_as_of("1h", 1, NOV, DEC, ["bucket", "vmax"])
+    assert not months.changed(seen)
+    other.write_month("1h", nov, changed)
+    assert months.changed(seen)
+    assert set(months.series_rows("1h", 1, NOV, DEC, ["vmax"]).column(0).to_pylist()) == {123456}
+    pq.write_table(changed.slice(0, changed.num_rows - 5), other.path("1h", nov))  # no index, no aligned groups
+    got = months.series_rows("1h", 2, NOV, DEC, ["series_id", "bucket"])
+    assert got.column("series_id").to_pylist() == [2] * (30 * 24 - 5)
+    assert got.column("bucket").to_pylist() == changed.column("bucket").to_pylist()[30 * 24:-5]
+    assert months.series_rows("1h", 9, NOV, DEC, ["bucket"]).num_rows == 0  # a series the file lacks
+    other.drop_before("1h", nov + 1)
+    assert months.changed(seen) and months.series_rows("1h", 1, NOV, DEC, ["bucket"]).num_rows == 0
+    months.close()
+
+
+def test_month_file_rows_read_ahead_of_the_select_are_read_again_if_the_files_changed(tmp_path: Path,
+                                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """bucketed_one reads the month files while DuckDB runs its SELECT: rows read from files
+    that a compaction replaced before the SELECT's snapshot must not be used (the merged table
+    rows are gone from the table by then)."""
+    pt, truth = open_tables(tmp_path), Truth()
+    forty_days(pt, truth)
+    months = pt.rollups.months
+    stale = months.series_rows_as_of("1h", 1, LO, pt.until, list(TIER_COLS["1h"][1:6]))  # before the merge
+    late = NOV + 3 * DAY_NS + np.array([7, 8, 9], np.int64) * HOUR_NS
+    truth.put(pt, np.array([1, 1, 1]), late, np.array([9000, 9100, 9200]))
+    pt.compact(NOV + 38 * DAY_NS)  # the late overrides merge into November's file and leave the table
+    fresh, calls = RollupMonths.series_rows_as_of, []
+
+    def ahead(self: RollupMonths, *a: object) -> object:  # the first read is the one ahead of the SELECT
+        calls.append(a)
+        return stale if len(calls) == 1 else fresh(self, *a)
+
+    monkeypatch.setattr(RollupMonths, "series_rows_as_of", ahead)
+    got = pt.bucketed_one(LO, HI, HOUR_NS, 1, last=False)
+    assert len(calls) == 2  # read ahead, found stale, read again
+    want = pt.bucketed(LO, HI, HOUR_NS, series_id=1)
+    assert got is not None and got["vmax"].tolist() == want["vmax"].tolist()
+    assert {9000, 9100, 9200} <= set(got["vmax"].tolist())
+
+
+def test_month_files_keep_whole_series_in_a_row_group() -> None:
+    assert _groups(np.array([0, 5, 10, 40, 42, 50]), 10) == [(0, 10), (10, 20), (20, 30), (30, 40), (40, 50)]
+    assert _groups(np.array([0, 7, 14, 21]), 16) == [(0, 14), (14, 21)]
+    assert _groups(np.array([0, 44640, 89280]), 16384)[:3] == [(0, 16384), (16384, 32768), (32768, 49152)]
