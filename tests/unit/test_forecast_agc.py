@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from greennanny.forecast.panel import panel_from_long
+from greennanny.forecast.quality import prepare_panel
 from greennanny.forecast.runner import forecast_panel
 
 DATA = Path("/work/shared/data/agc2018_cucumber_greenhouse_climate.csv.gz")
@@ -27,9 +27,9 @@ def test_agc2018_air_temperature_day_ahead() -> None:
     ts = pd.to_datetime(df["time_iso"]).to_numpy("datetime64[ns]").view("int64")
     codes, names = pd.factorize(df["compartment"], sort=True)
     end = int(ts.max()) // DAY * DAY  # midnight before the last (partial) day
-    panel = panel_from_long(
+    panel = prepare_panel(
         codes, ts, df["Tair"].to_numpy(), step_ns=HOUR, end_ns=end, length=35 * 24
-    )
+    ).panel
     assert panel.n_series == 6
     history, actual = panel.head(34 * 24), panel.values[:, 34 * 24 :]
     assert np.isfinite(actual).all()

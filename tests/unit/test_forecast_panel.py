@@ -1,13 +1,21 @@
-"""Panel construction: mean per bin, bounded gap interpolation, rows, views."""
+"""Panel construction from points (quality.prepare_panel): mean per bin, bounded gap
+interpolation, rows; and the Panel itself: views, validation."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import pytest
 
-from greennanny.forecast.panel import Panel, interpolate_gaps, last_finite, panel_from_long
+from greennanny.forecast.panel import Panel, last_finite
+from greennanny.forecast.quality import QualityRules, interpolate_gaps, prepare_panel
 
 NAN = np.nan
+
+
+def _grid(sid: np.ndarray, ts: np.ndarray, val: np.ndarray, **kwargs: Any) -> Panel:
+    return prepare_panel(sid, ts, val, **kwargs).panel
 
 
 def test_mean_per_bin_and_window_edges() -> None:
@@ -15,7 +23,7 @@ def test_mean_per_bin_and_window_edges() -> None:
     sid = np.array([7, 7, 7, 7, 7, 7, 3])
     ts = np.array([0, 5, 10, 19, -1, 60, 55])
     val = np.array([1.0, 3.0, 4.0, NAN, 100.0, 100.0, 9.0])
-    p = panel_from_long(sid, ts, val, step_ns=10, end_ns=60, length=6, max_gap_steps=0)
+    p = _grid(sid, ts, val, step_ns=10, end_ns=60, length=6, rules=QualityRules(max_gap_steps=0))
     assert p.series_ids.tolist() == [3, 7]
     assert p.start_ns == 0 and p.step_ns == 10 and p.end_ns == 60
     np.testing.assert_array_equal(p.values[0], [NAN, NAN, NAN, NAN, NAN, 9.0])
@@ -27,8 +35,8 @@ def test_mean_per_bin_and_window_edges() -> None:
 def test_gap_interpolation_is_linear_and_bounded() -> None:
     ts = np.array([0, 30, 40, 80, 90]) * 10
     val = np.array([10.0, 40.0, 0.0, 5.0, 7.0])
-    p = panel_from_long(
-        np.zeros(5, int), ts, val, step_ns=100, end_ns=1100, length=11, max_gap_steps=2
+    p = _grid(
+        np.zeros(5, int), ts, val, step_ns=100, end_ns=1100, length=11, rules=QualityRules(max_gap_steps=2)
     )
     # bins 1,2 (gap 2) filled exactly; bins 5,6,7 (gap 3 > 2) stay NaN; the tail is not extrapolated
     np.testing.assert_array_equal(
@@ -42,7 +50,7 @@ def test_default_bound_is_four_steps() -> None:
     np.testing.assert_array_equal(row[0, :6], [0.0, 1.0, 2.0, 3.0, 4.0, 5.0])
     assert np.isnan(row[0, 6:11]).all()  # a 5-step gap is an outage, not noise
     ts = np.array([0, 5, 11])
-    p = panel_from_long(
+    p = _grid(
         np.zeros(3, int), ts, np.array([0.0, 5.0, 11.0]), step_ns=1, end_ns=12, length=12
     )
     np.testing.assert_array_equal(p.values[0, :6], [0.0, 1.0, 2.0, 3.0, 4.0, 5.0])
@@ -51,7 +59,7 @@ def test_default_bound_is_four_steps() -> None:
 
 def test_series_ids_fix_rows_and_order() -> None:
     sid = np.array([5, 9, 2])
-    p = panel_from_long(
+    p = _grid(
         sid,
         np.array([0, 0, 0]),
         np.array([1.0, 2.0, 3.0]),
@@ -65,7 +73,7 @@ def test_series_ids_fix_rows_and_order() -> None:
 
 
 def test_series_outside_window_becomes_all_nan_row() -> None:
-    p = panel_from_long(
+    p = _grid(
         np.array([1, 2]), np.array([0, -50]), np.array([1.0, 2.0]), step_ns=1, end_ns=3, length=3
     )
     assert p.series_ids.tolist() == [1, 2]
@@ -90,7 +98,7 @@ def test_head_take_and_validation() -> None:
     with pytest.raises(ValueError, match="step_ns"):
         Panel(np.array([1]), 0, 0, np.zeros((1, 3)))
     with pytest.raises(ValueError, match="one length"):
-        panel_from_long(
+        prepare_panel(
             np.array([1]), np.array([0, 1]), np.array([1.0]), step_ns=1, end_ns=2, length=2
         )
 

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from greennanny.config import ForecastConfig
-from greennanny.forecast.panel import panel_from_long
+from greennanny.forecast.quality import prepare_panel
 from greennanny.forecast.runner import forecast_panel
 from greennanny.runtime.clock import Clock
 from greennanny.store.duckdb import DuckDBStore
@@ -68,7 +68,7 @@ class ForecastService:
             return summary
         ids = np.array([s.id for s in series], dtype=np.int64)
         sid, ts, val = self.store.query_long(ids.tolist(), start, end)
-        panel = panel_from_long(sid, ts, val, step_ns=step, end_ns=end, length=length, series_ids=ids)
+        panel = prepare_panel(sid, ts, val, step_ns=step, end_ns=end, length=length, series_ids=ids).panel
         res = forecast_panel(panel, horizon=horizon, season=int(season),
                              backtest_origins=self.cfg.backtest_origins, now_ns=now)
         run_id = self.store.next_run_id()
