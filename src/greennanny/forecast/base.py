@@ -72,7 +72,8 @@ class ForecastResult:
     says why not (too short, constant, a model raised, no backtest possible).
     `backtest_mae`/`backtest_mase` describe the chosen model, `runner_up`/`runner_up_mase` the
     second best (None/NaN when there was none). Series without any finite value are not in the
-    rows; `skipped` maps their id to the reason.
+    rows; `skipped` maps their id to the reason. `quality_notes[i]` is what data preparation did
+    to the series (stuck spans masked, gaps, duplicates; `quality.QualityReport.note`), or None.
     """
 
     series_ids: np.ndarray
@@ -91,6 +92,7 @@ class ForecastResult:
     fallback_reason: list[str | None]
     made_at_ns: int
     skipped: dict[int, str] = field(default_factory=dict)
+    quality_notes: list[str | None] = field(default_factory=list)
 
     @property
     def horizon(self) -> int:

@@ -5,7 +5,8 @@ series that do not (a probe installed this morning, one that is stuck, one that 
 Each series therefore lands in exactly one lane, and every lane but the first says why:
 
 - no finite value at all: left out of the rows, reason in `ForecastResult.skipped`;
-- fewer than 2 seasons of finite values: seasonal naive if it has one season, else last value;
+- fewer than `min_history` finite values (default 2 seasons): seasonal naive if it has one
+  season, else last value;
 - constant (every finite value equal): its constant, with zero-width intervals;
 - otherwise: every requested model is backtested and the best per series is used
   (`selection.py`); if none could be scored or all failed, seasonal naive.
@@ -15,12 +16,17 @@ errors, pooled over neighbouring horizon steps and made non-decreasing in the ho
 (`intervals.backtest_widths`); for a fallback, widths from its own naive differences grown like
 a random walk (`intervals.history_widths`). Both are symmetric around the mean.
 
+The constant and too-short flags come from `quality.triage`, the same rule the data-quality
+report uses; the report's reasons (stuck spans masked, gaps, duplicates) ride along per row in
+`ForecastResult.quality_notes`, and never replace `fallback_reason`: a series that got its
+chosen model on cleaned data is not a fallback.
+
 Pure and deterministic: no clock (`now_ns` is only stamped on the result), no randomness.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -30,6 +36,7 @@ from greennanny.forecast.models import make_model
 from greennanny.forecast.models.last_value import LastValue
 from greennanny.forecast.models.seasonal_naive import SeasonalNaive
 from greennanny.forecast.panel import Panel
+from greennanny.forecast.quality import QualityReport, triage
 from greennanny.forecast.selection import backtest_origins as origins_for
 from greennanny.forecast.selection import forecast_guarded, select_by_backtest
 
@@ -42,12 +49,15 @@ def forecast_panel(
     models: Sequence[str] = ("seasonal_naive", "ets"),
     backtest_origins: int = 3,
     now_ns: int,
+    min_history: int | None = None,
+    quality: Mapping[int, QualityReport] | None = None,
 ) -> ForecastResult:
     """Forecast `horizon` steps after the panel's end for every series that has any data.
 
     `season` is the daily cycle in steps (96 at 15 min). The model per series is the one with
     the lowest mean MASE over `backtest_origins` rolling origins (the last that many horizons of
-    its history).
+    its history). `min_history` is the finite steps a series needs for that choice (default two
+    seasons); `quality` maps series ids to their data-quality reports, whose notes are carried.
 
     Intervals (80%, 95%) are split-conformal: at horizon step k the half-width is the
     ceil((c+1)p)-th smallest of the chosen model's c absolute backtest errors at and just before
@@ -67,31 +77,32 @@ def forecast_panel(
     for name in models:
         make_model(name, season)  # an unknown name fails here, before any work
 
+    min_history = 2 * season if min_history is None else min_history
+    if min_history < 2:
+        raise ValueError(f"min_history must be >= 2 steps, got {min_history}")
+    notes = quality or {}
+
+    def note(sid: int) -> str | None:
+        report = notes.get(sid)
+        return report.note() if report is not None else None
+
     finite_count = np.isfinite(panel.values).sum(axis=1)
-    skipped = {
-        int(sid): f"no finite values in the {panel.n_steps} steps of the panel"
-        for sid in panel.series_ids[finite_count == 0]
-    }
+    skipped: dict[int, str] = {}
+    for sid in panel.series_ids[finite_count == 0].tolist():
+        why = f"no finite values in the {panel.n_steps} steps of the panel"
+        skipped[int(sid)] = why + (f"; {note(sid)}" if note(sid) else "")
     kept = np.flatnonzero(finite_count > 0)
     sub = _subset(panel, kept)
     out = _Rows(len(kept), horizon)
-    count = finite_count[kept]
 
-    short = count < 2 * season
-    with np.errstate(invalid="ignore"):
-        span = np.nanmax(sub.values, axis=1) - np.nanmin(sub.values, axis=1)
-    constant = ~short & (span == 0)
+    tri = triage(sub.values, min_history)
+    short, constant = tri.too_short, tri.constant
     fallbacks: dict[int, tuple[str, str]] = {}
     for r in np.flatnonzero(short):
-        c = int(count[r])
-        name = SeasonalNaive.name if c >= season else LastValue.name
-        fallbacks[int(r)] = (name, f"too short: {c} observation{'s' * (c != 1)}, need {2 * season}")
+        name = SeasonalNaive.name if tri.count[r] >= season else LastValue.name
+        fallbacks[int(r)] = (name, tri.reasons[int(r)])
     for r in np.flatnonzero(constant):
-        value = float(np.nanmax(sub.values[r]))
-        fallbacks[int(r)] = (
-            LastValue.name,
-            f"constant series: all {count[r]} values are {value:g}",
-        )
+        fallbacks[int(r)] = (LastValue.name, tri.reasons[int(r)])
 
     eligible = np.flatnonzero(~short & ~constant)
     if eligible.size:
@@ -116,6 +127,7 @@ def forecast_panel(
         fallback_reason=out.reason,
         made_at_ns=now_ns,
         skipped=skipped,
+        quality_notes=[note(int(sid)) for sid in sub.series_ids],
     )
 
 
