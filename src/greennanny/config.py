@@ -123,6 +123,10 @@ class ForecastConfig(_Section):
     refresh_min: int = Field(60, ge=1, le=24 * 60, description="How often forecasts are refreshed, in minutes.")
     history_days: int = Field(28, ge=2, le=365, description="Days of history a model is fitted on.")
     backtest_origins: int = Field(3, ge=1, le=30, description="Rolling origins of the selection backtest per series.")
+    max_gap_min: int = Field(60, ge=0, le=24 * 60, description="Longest gap, in minutes, filled by linear interpolation before fitting; longer gaps stay missing (0: none filled).")
+    stuck_factor: float = Field(4.0, ge=1.0, le=100.0, description="A run of identical readings is a stuck sensor when it has this many times the points of the series' normal long run (its 99.9th-percentile run); stuck spans are kept out of training.")
+    stuck_after_min: int = Field(60, ge=1, le=7 * 24 * 60, description="A run of identical readings shorter than this, in minutes from its first to its last point, is never called stuck.")
+    min_history_days: float = Field(2.0, gt=0, le=365, description="Days of finite history a series needs before models are chosen by backtest; shorter series fall back to seasonal naive or last value, with the reason stored.")
     quantities: list[str] = Field(
         default_factory=lambda: ["air_temperature", "relative_humidity", "co2", "soil_moisture", "soil_temperature"],
         description="Quantities that get forecasts.",
@@ -135,6 +139,13 @@ class ForecastConfig(_Section):
         if bad:
             raise ValueError(f"unknown quantities {bad}")
         return v
+
+    @model_validator(mode="after")
+    def _history_fits(self) -> ForecastConfig:
+        if self.min_history_days > self.history_days:
+            raise ValueError(f"min_history_days={self.min_history_days} is more than the history_days={self.history_days} "
+                             "a model is fitted on: every series would fall back")
+        return self
 
 
 class InfluxWriteConfig(_Section):

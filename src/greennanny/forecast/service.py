@@ -6,6 +6,11 @@ configured quantities on one grid, so the models vectorise across series.
 
 Grid: the panel ends at `now` rounded UP to the step, so the last (possibly partial) bin holds
 the newest reading and the first forecast step starts after it.
+
+The points go through `forecast.quality.prepare_panel` (duplicates, stuck sensors, gaps) with the
+`[forecast]` rules; the run summary counts what it found. The per-series reasons are on the
+`ForecastResult` (`quality_notes`); the store has no column for them yet (issue 6 makes them
+events), a fallback's reason is stored as before.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from greennanny.config import ForecastConfig
-from greennanny.forecast.quality import prepare_panel
+from greennanny.forecast.quality import QualityReport, QualityRules, prepare_panel
 from greennanny.forecast.runner import forecast_panel
 from greennanny.runtime.clock import Clock
 from greennanny.store.duckdb import DuckDBStore
@@ -38,10 +43,23 @@ class ForecastRunSummary:
     models: dict[str, int] = field(default_factory=dict)
     fallbacks: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
+    quality: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _quality_counts(reports: list[QualityReport]) -> dict[str, int]:
+    """Totals over the run: points and steps touched, and how many series were flagged."""
+    out = {
+        name: sum(getattr(r, name) for r in reports)
+        for name in ("duplicates", "stuck_points", "stuck_steps", "interpolated_steps", "masked_gap_steps")
+    }
+    out["stuck_series"] = sum(bool(r.stuck_spans) for r in reports)
+    out["constant_series"] = sum(r.constant for r in reports)
+    out["too_short_series"] = sum(r.too_short for r in reports)
+    return out
 
 
 class ForecastService:
@@ -68,9 +86,14 @@ class ForecastService:
             return summary
         ids = np.array([s.id for s in series], dtype=np.int64)
         sid, ts, val = self.store.query_long(ids.tolist(), start, end)
-        panel = prepare_panel(sid, ts, val, step_ns=step, end_ns=end, length=length, series_ids=ids).panel
-        res = forecast_panel(panel, horizon=horizon, season=int(season),
-                             backtest_origins=self.cfg.backtest_origins, now_ns=now)
+        rules = QualityRules.for_grid(step, max_gap_min=self.cfg.max_gap_min, stuck_factor=self.cfg.stuck_factor,
+                                      stuck_after_min=self.cfg.stuck_after_min,
+                                      min_history_days=self.cfg.min_history_days)
+        prepared = prepare_panel(sid, ts, val, step_ns=step, end_ns=end, length=length, rules=rules, series_ids=ids)
+        res = forecast_panel(prepared.panel, horizon=horizon, season=int(season),
+                             backtest_origins=self.cfg.backtest_origins, now_ns=now,
+                             min_history=rules.min_history_steps, quality=prepared.by_id())
+        summary.quality = _quality_counts(prepared.reports)
         run_id = self.store.next_run_id()
         n = len(res.series_ids)
         runs = pd.DataFrame({
