@@ -36,15 +36,15 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Literal
 
+from greennanny.decoders.go_numbers import INT64_MAX, INT64_MIN, Range, Syntax, go_parse_float, go_parse_int
+from greennanny.decoders.line_protocol_encode import encode, format_float  # the encoder, re-exported
 from greennanny.errors import DecodeError
 
 FieldType = Literal["float", "int", "uint", "string", "bool"]
 FieldValue = float | int | str | bool
 
-INT64_MIN, INT64_MAX, UINT64_MAX = -(1 << 63), (1 << 63) - 1, (1 << 64) - 1
 
 # Nanoseconds per unit. `1ns`..`1s` are the vectors' spelling (Go durations), n/u/ms/s/m/h the
 # InfluxDB 1.x `/write?precision=` values.
@@ -193,94 +193,6 @@ def _eol(data: bytes, pos: int) -> int | None:
 
 
 # -- numbers as Go's strconv reads them ----------------------------------------------------------
-class _Syntax(Exception):
-    pass
-
-
-class _Range(Exception):
-    pass
-
-
-def go_parse_int(text: bytes, *, signed: bool = True) -> int:
-    """strconv.ParseInt/ParseUint(text, 10, 64): the first problem met, scanning left to right, wins."""
-    if 0 < len(text) < 19 and (text.isdigit() or (signed and text[:1] == b"-" and text[1:].isdigit())):
-        return int(text)  # the common case, exact and in range
-    neg = False
-    digits = text
-    if signed and digits[:1] in (b"+", b"-"):
-        neg, digits = digits[:1] == b"-", digits[1:]
-    if not digits:
-        raise _Syntax
-    n = 0
-    for c in digits:
-        if not 0x30 <= c <= 0x39:
-            raise _Syntax
-        n = n * 10 + c - 0x30
-        if n > UINT64_MAX:
-            raise _Range
-    if signed:
-        n = -n if neg else n
-        if not INT64_MIN <= n <= INT64_MAX:
-            raise _Range
-    return n
-
-
-_PLAIN_FLOAT = re.compile(rb"-?[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?")
-_DEC_FLOAT = re.compile(r"[+-]?([0-9_]*(?:\.[0-9_]*)?)(?:[eE][+-]?[0-9][0-9_]*)?")
-_HEX_FLOAT = re.compile(r"[+-]?0[xX]([0-9a-fA-F_]*(?:\.[0-9a-fA-F_]*)?)[pP][+-]?[0-9][0-9_]*")
-
-
-def _underscore_ok(s: str) -> bool:
-    """Go's underscoreOK: `_` only between digits (a base prefix counts as a digit)."""
-    saw, i, hexa = "^", 0, False
-    if s[:1] in ("+", "-"):
-        s = s[1:]
-    if len(s) >= 2 and s[0] == "0" and s[1].lower() in "box":
-        i, saw, hexa = 2, "0", s[1].lower() == "x"
-    for ch in s[i:]:
-        if ch.isdigit() or (hexa and ch.lower() in "abcdef"):
-            saw = "0"
-        elif ch == "_":
-            if saw != "0":
-                return False
-            saw = "_"
-        else:
-            if saw == "_":
-                return False
-            saw = "!"
-    return saw != "_"
-
-
-def go_parse_float(text: bytes) -> float:
-    """strconv.ParseFloat(text, 64): correctly rounded; a finite literal too large raises _Range."""
-    if _PLAIN_FLOAT.fullmatch(text):
-        value = float(text)  # the common case: correctly rounded, like Go
-        if math.isinf(value):
-            raise _Range
-        return value
-    try:
-        s = text.decode("ascii")
-    except UnicodeDecodeError:
-        raise _Syntax from None
-    body = s[1:] if s[:1] in ("+", "-") else s
-    if body.lower() in ("inf", "infinity") or s.lower() == "nan":
-        return float(s.lower().replace("infinity", "inf"))
-    hexa = len(body) > 2 and body[0] == "0" and body[1] in "xX"
-    m = (_HEX_FLOAT if hexa else _DEC_FLOAT).fullmatch(s)
-    if m is None or not any(ch not in "._" for ch in m.group(1)):
-        raise _Syntax
-    if "_" in s and not _underscore_ok(s):
-        raise _Syntax
-    clean = s.replace("_", "")
-    try:
-        value = float.fromhex(clean) if hexa else float(clean)
-    except OverflowError:
-        raise _Range from None
-    if math.isinf(value):
-        raise _Range
-    return value
-
-
 def _field_value(raw: bytes) -> tuple[FieldType, FieldValue]:
     """A number or bool field value; ValueError with the reference decoder's wording."""
     kind: FieldType
@@ -298,9 +210,9 @@ def _field_value(raw: bytes) -> tuple[FieldType, FieldValue]:
             return kind, go_parse_int(raw[:-1], signed=False)
         kind = "float"
         value = go_parse_float(raw)
-    except _Range:
+    except Range:
         raise ValueError("line-protocol value out of range") from None
-    except _Syntax:
+    except Syntax:
         word = {"int": "integer", "uint": "unsigned integer", "float": "float"}[kind]
         raise ValueError(f"invalid {word} value syntax") from None
     if not math.isfinite(value):
@@ -405,10 +317,10 @@ def _entry(data: bytes, pos: int, unit: int, default_ns: int) -> tuple[LPPoint, 
     try:
         ts = go_parse_int(stamp) * unit
         if not INT64_MIN <= ts <= INT64_MAX:
-            raise _Range
-    except _Range:
+            raise Range
+    except Range:
         raise _Fail(pos, "invalid timestamp: line-protocol value out of range", end) from None
-    except _Syntax:
+    except Syntax:
         raise _Fail(pos, f"invalid timestamp: invalid syntax ({_goq(stamp)})", end) from None
     return LPPoint(measurement, tags, fields, ts), after
 
@@ -441,7 +353,7 @@ def _entry_fast(data: bytes, pos: int, unit: int, default_ns: int) -> tuple[LPPo
             k, _, v = pair.partition(b"=")
             fields.append((k.decode(), *_field_value(v)))
         ts = default_ns if stamp is None else go_parse_int(stamp) * unit
-    except (ValueError, _Syntax, _Range):
+    except (ValueError, Syntax, Range):
         return None
     if not INT64_MIN <= ts <= INT64_MAX:
         return None
@@ -521,87 +433,5 @@ def parse_strict(data: bytes, *, precision: str = "ns", default_time_ns: int) ->
     return result.points
 
 
-# -- the encoder ---------------------------------------------------------------------------------
-_ESC_MEASUREMENT = str.maketrans({" ": "\\ ", ",": "\\,"})
-_ESC_KEY = str.maketrans({" ": "\\ ", ",": "\\,", "=": "\\="})
-_ESC_STRING = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"})
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def _name(text: str, what: str) -> str:
-    """Check a measurement, key or tag value can be written and read back unchanged."""
-    if not text:
-        raise ValueError(f"{what} is empty")
-    if _CONTROL.search(text):
-        raise ValueError(f"{what} {text!r} contains a control character")
-    if text.endswith("\\"):
-        raise ValueError(f"{what} {text!r} ends in a backslash, which cannot be read back")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError(f"{what} {text!r} is not valid UTF-8") from None
-    return text
-
-
-def format_float(x: float) -> str:
-    """Go's strconv.FormatFloat(x, 'g', -1, 64): shortest digits, exponent form below 1e-4 or from 1e6."""
-    if x == 0:
-        return "-0" if math.copysign(1.0, x) < 0 else "0"
-    sign, digit_tuple, exponent = Decimal(repr(x)).as_tuple()
-    digits = "".join(map(str, digit_tuple)).rstrip("0")
-    dp = len(digit_tuple) + int(exponent)  # position of the decimal point after the first digit
-    nd, exp = len(digits), dp - 1
-    out = "-" if sign else ""
-    if exp < -4 or exp >= 6:  # shortest form: Go decides with precision 6
-        out += digits[0] + ("." + digits[1:] if nd > 1 else "")
-        return out + f"e{'-' if exp < 0 else '+'}{abs(exp):02d}"
-    whole = (digits[:dp] + "0" * (dp - nd)) if dp > 0 else "0"
-    frac = "".join(digits[j] if 0 <= j < nd else "0" for j in range(dp, nd))
-    return out + whole + ("." + frac if frac else "")
-
-
-def _format_value(key: str, kind: str, value: FieldValue) -> str:
-    if kind == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f"field {key!r}: {value!r} is not a finite float")
-        return format_float(float(value))
-    if kind in ("int", "uint"):
-        lo, hi = (INT64_MIN, INT64_MAX) if kind == "int" else (0, UINT64_MAX)
-        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-            raise ValueError(f"field {key!r}: {value!r} is not a {kind}64")
-        return f"{value}{kind[0]}"
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise ValueError(f"field {key!r}: {value!r} is not a bool")
-        return "true" if value else "false"
-    if kind == "string":
-        if not isinstance(value, str):
-            raise ValueError(f"field {key!r}: {value!r} is not a string")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError(f"field {key!r}: string is not valid UTF-8") from None
-        return '"' + value.translate(_ESC_STRING) + '"'
-    raise ValueError(f"field {key!r}: unknown type {kind!r}")
-
-
-def encode(point: LPPoint, *, precision: str = "ns") -> str:
-    """One line (no line end) that `parse` reads back to `point`; ValueError if it cannot be written.
-
-    Tags are written sorted by key (InfluxDB's canonical order, and what the Go encoder demands),
-    fields in the order given, floats in Go's shortest form and the timestamp always, truncated
-    toward zero to `precision` as the Go encoder does.
-    """
-    if point.measurement.startswith("#"):
-        raise ValueError(f"measurement {point.measurement!r} starts with '#' and would be read as a comment")
-    parts = [_name(point.measurement, "measurement").translate(_ESC_MEASUREMENT)]
-    for k, v in sorted(point.tags.items()):
-        parts.append(f",{_name(k, 'tag key').translate(_ESC_KEY)}={_name(v, f'tag {k!r} value').translate(_ESC_KEY)}")
-    if not point.fields:
-        raise ValueError("a point needs at least one field")
-    values = [f"{_name(k, 'field key').translate(_ESC_KEY)}={_format_value(k, t, v)}" for k, t, v in point.fields]
-    if not INT64_MIN <= point.time_ns <= INT64_MAX:
-        raise ValueError(f"timestamp {point.time_ns} ns is outside the int64 range")
-    unit = precision_ns(precision)
-    ts = abs(point.time_ns) // unit * (1 if point.time_ns >= 0 else -1)
-    return f"{''.join(parts)} {','.join(values)} {ts}"
+__all__ = ["FieldType", "FieldValue", "LPPoint", "LineError", "ParseResult", "encode", "format_float", "parse",
+           "parse_strict", "precision_ns"]
