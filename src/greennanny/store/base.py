@@ -257,3 +257,18 @@ class Store(Protocol):
     def outcome_counts(self) -> dict[str, int]: ...
 
     def close(self) -> None: ...
+
+
+def concat_batches(a: Batch, b: Batch) -> Batch:
+    """Two batches over the same keys as one (rejected rows of two checks)."""
+    if not len(a):
+        return b
+    if not len(b):
+        return a
+    keys = list(dict.fromkeys([*a.keys, *b.keys]))
+    pos = {k: i for i, k in enumerate(keys)}
+    ai = np.array([pos[k] for k in a.keys], np.int32)[a.key_index]
+    bi = np.array([pos[k] for k in b.keys], np.int32)[b.key_index]
+    reasons = dict(a.reasons) | {len(a) + r: why for r, why in b.reasons.items()}
+    return Batch(keys, np.concatenate([ai, bi]), np.concatenate([a.ts_ns, b.ts_ns]),
+                 np.concatenate([a.value, b.value]), np.concatenate([a.quality, b.quality]), reasons)

@@ -23,13 +23,10 @@ free (`rewrite`): a fresh copy next to it, fsynced and renamed over it with the 
 
 from __future__ import annotations
 
-import errno
 import logging
-import os
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +35,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from greennanny.errors import DiskFull, SchemaVersionError, StoreError, StoreUnavailable
+from greennanny.errors import DiskFull, SchemaVersionError, StoreUnavailable
 from greennanny.model import QUANTITIES, Batch, SeriesKey
 from greennanny.store.base import (
     CAP_COUNTS_OVERWRITES,
@@ -60,44 +57,21 @@ from greennanny.store.base import (
     SeriesInfo,
     WriteResult,
     check_aggregate,
+    concat_batches,
     split_not_finite,
     take_rows,
 )
-from greennanny.store.cold import DAY_NS, ColdTier
-from greennanny.store.cold_rollups import RollupMonths
+from greennanny.store.cold import ColdTier
+from greennanny.store.duckdb_failures import Failures
+from greennanny.store.duckdb_maintain import Maintenance, Retention, retention_from
 from greennanny.store.duckdb_node import NodeTables
 from greennanny.store.duckdb_rewrite import FileRewrite
-from greennanny.store.duckdb_sql import first_line, scalar
+from greennanny.store.duckdb_sql import META, SCHEMA, first_line, scalar
 from greennanny.store.points import HI, LO, PointTables, scale_of
 
 log = logging.getLogger("greennanny.store")
 
 SCHEMA_VERSION = 2  # 2: points as integers at storage resolution in tiers, rollups (design 003)
-
-_META = "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);"
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS series (
-  id INTEGER PRIMARY KEY, site VARCHAR, zone VARCHAR, device VARCHAR, quantity VARCHAR,
-  unit VARCHAR, created_ns BIGINT, UNIQUE (site, zone, device, quantity));
-CREATE TABLE IF NOT EXISTS point_notes (series_id INTEGER, ts BIGINT, reason VARCHAR);
-CREATE TABLE IF NOT EXISTS deadletters (
-  received_ns BIGINT, topic VARCHAR, payload BLOB, reason VARCHAR, detail VARCHAR, source VARCHAR,
-  device VARCHAR DEFAULT '');
-CREATE TABLE IF NOT EXISTS ledger (
-  received_ns BIGINT, topic VARCHAR, outcome VARCHAR, kind VARCHAR, dedup_key VARCHAR, points INTEGER);
-CREATE TABLE IF NOT EXISTS device_events (ts BIGINT, dev_eui VARCHAR, kind VARCHAR, detail VARCHAR);
-CREATE TABLE IF NOT EXISTS devices (
-  dev_eui VARCHAR PRIMARY KEY, codec VARCHAR, model VARCHAR, field_map VARCHAR, site VARCHAR,
-  zone VARCHAR, name VARCHAR, source VARCHAR, updated_ns BIGINT, interval_s INTEGER DEFAULT 0);
-CREATE TABLE IF NOT EXISTS forecast_runs (
-  run_id BIGINT, series_id INTEGER, made_ns BIGINT, start_ns BIGINT, step_ns BIGINT, horizon INTEGER,
-  model VARCHAR, backtest_mae DOUBLE, backtest_mase DOUBLE, runner_up VARCHAR,
-  runner_up_mase DOUBLE, fallback_reason VARCHAR);
-CREATE TABLE IF NOT EXISTS forecast_points (
-  run_id BIGINT, series_id INTEGER, ts BIGINT, mean DOUBLE, lo80 DOUBLE, hi80 DOUBLE,
-  lo95 DOUBLE, hi95 DOUBLE);
-"""
-
 
 _AGG_SQL = {
     "min": "min(value)",
@@ -108,7 +82,7 @@ _AGG_SQL = {
 }
 
 
-class DuckDBStore(FileRewrite, NodeTables):
+class DuckDBStore(Failures, FileRewrite, NodeTables, Maintenance):
     """DuckDB backend of the store contract (see store/base.py)."""
 
     capabilities = frozenset({
@@ -139,10 +113,10 @@ class DuckDBStore(FileRewrite, NodeTables):
         self._local = threading.local()
         if not read_only:  # we hold DuckDB's lock on the file: no rewrite of ours is under way
             self._remove_rewrite_leftovers()
-            self._con.execute(_META)
+            self._con.execute(META)
         self._check_version(read_only)  # before any other table is made: never touch a newer file
         if not read_only:
-            self._con.execute(_SCHEMA)
+            self._con.execute(SCHEMA)
         if hasattr(self, "tiers"):  # opened again: the month files the last one kept open go
             self.tiers.rollups.months.close()
         self.tiers = PointTables(self._con, ColdTier(self.path.with_name(self.path.name + ".cold")),
@@ -205,65 +179,6 @@ class DuckDBStore(FileRewrite, NodeTables):
                 log.warning("store %s closed without its final checkpoint (%s); the next open replays "
                             "its write-ahead log", self.path, first_line(exc))
 
-    # -- failures: a full disk, an invalidated connection ------------------------------------
-    def free_bytes(self) -> int:
-        """Bytes free (to this user) on the filesystem that holds the store file."""
-        st = os.statvfs(self.path.parent)
-        return int(st.f_bavail * st.f_frsize)
-
-    def _failure(self, exc: BaseException, doing: str) -> StoreUnavailable | None:
-        """Our error for a DuckDB or file error met while `doing`, or None when it is neither a
-        full disk nor an I/O failure (a bug: the caller re-raises it as it is).
-
-        DuckDB words ENOSPC as 'Could not write file ...: No space left on device', sometimes only
-        in the context of a later error ('Current transaction is aborted'), so the whole chain is read.
-        """
-        chain: list[BaseException] = []
-        e: BaseException | None = exc
-        while e is not None and e not in chain:
-            chain.append(e)
-            e = e.__cause__ or e.__context__
-        text = " | ".join(str(c) for c in chain).lower()
-        if any(isinstance(c, duckdb.FatalException) for c in chain) or "has been invalidated" in text:
-            self._invalid = True
-        if "no space left on device" in text or any(getattr(c, "errno", None) == errno.ENOSPC for c in chain):
-            free = self.free_bytes()
-            detail = next((first_line(c) for c in chain if "no space left" in str(c).lower()), first_line(exc))
-            return DiskFull(f"store {self.path}: no space left on device while {doing} ({free:,} bytes free "
-                            f"on {self.path.parent}); the change was rolled back, nothing committed is damaged, "
-                            f"and writes resume once space is freed ({detail})", path=str(self.path), free_bytes=free)
-        if self._invalid or any(isinstance(c, (duckdb.IOException, OSError)) for c in chain):
-            return StoreUnavailable(f"store {self.path}: {doing} failed: {first_line(exc)}")
-        return None
-
-    def _ensure_open(self) -> None:
-        """Open the file again if DuckDB invalidated the connection (a CHECKPOINT that failed, on
-        a full disk for one): every committed transaction is in the file or its WAL and comes back."""
-        if not self._invalid:
-            return
-        try:
-            self._con.close()
-        except duckdb.Error:
-            pass  # an invalidated connection may refuse even this
-        self._open()
-        log.warning("store %s opened again after DuckDB invalidated its connection", self.path)
-
-    def _reopen_quietly(self) -> None:
-        try:
-            self._ensure_open()
-        except StoreError as exc:  # still impossible (the disk may still be full); the next call tries again
-            log.warning("store %s could not be opened again yet: %s", self.path, exc)
-
-    def _checkpoint(self) -> None:
-        try:
-            self._con.execute("CHECKPOINT")
-        except duckdb.Error as exc:
-            err = self._failure(exc, "checkpointing")
-            self._reopen_quietly()
-            if err is None:
-                raise
-            raise err from exc
-
     def _forget_ids(self, known: int) -> None:
         """Drop series ids handed out in a transaction that rolled back (their rows went with it)."""
         for key in list(self._ids)[known:]:
@@ -298,7 +213,7 @@ class DuckDBStore(FileRewrite, NodeTables):
             rows = np.flatnonzero(too_big)
             reasons = {int(r): f"not_representable: {batch.keys[batch.key_index[r]].quantity}={float(batch.value[r])!r} "
                                f"exceeds what the store holds at resolution {res[r]:g}" for r in rows}
-            rejected = _concat(rejected, take_rows(batch, rows, reasons))
+            rejected = concat_batches(rejected, take_rows(batch, rows, reasons))
             keep = np.flatnonzero(~too_big)
             batch, sid, scaled, finite = take_rows(batch, keep), sid[keep], scaled[keep], finite[keep]
             if not len(batch):
@@ -539,120 +454,6 @@ class DuckDBStore(FileRewrite, NodeTables):
         with self._lock:
             return int(self._transaction(run))
 
-    def retention(self) -> int | None:
-        """How long raw points are kept, in ns (None: forever)."""
-        days = self.retention_policy.raw_days
-        return None if not days else days * DAY_NS
-
-    def set_retention(self, keep_ns: int | None) -> None:
-        """Keep raw points for `keep_ns` (None: forever); applied by the next `maintain`."""
-        days = 0 if keep_ns is None else max(1, -(-int(keep_ns) // DAY_NS))
-        self.retention_policy = replace(self.retention_policy, raw_days=days)
-
-    def compact(self, now_ns: int) -> int:
-        """Move closed days older than the policy's `compact_after_h` to the cold tier, and roll
-        up every day closed by `now_ns` (the hot window's reads then aggregate today's raw rows
-        only; a late point for an earlier day recomputes its buckets)."""
-        before = now_ns - self.retention_policy.compact_after_h * 3600 * 10**9
-        with self._lock:
-            until = self.tiers.until
-            try:
-                return int(self._transaction(lambda: self.tiers.compact(before, now_ns), "compacting"))
-            except BaseException:
-                self._undo_compaction(until)
-                raise
-
-    def _undo_compaction(self, until: int) -> None:
-        """A compaction that rolled back (a full disk while writing a day or month file, or
-        committing) leaves no trace: the rollups watermark goes back with its rollups, the day and
-        month files are listed from disk again (a file already renamed into place holds the same
-        rows as the tables, which reads resolve) and half-written temporary files go (they hold
-        space the disk lacks). The next run does the whole move again."""
-        self.tiers.rollups.until = until  # the table row went back with the transaction
-        self.tiers._cold_days = set(self.tiers.cold.days())
-        for tmp in self.tiers.cold.root.glob("*.tmp"):
-            tmp.unlink(missing_ok=True)
-        self.tiers.rollups.months.close()
-        self.tiers.rollups.months = RollupMonths(self.tiers.cold.root)  # re-lists, drops its .tmp files
-
-    def maintain(self, now_ns: int) -> dict[str, int]:
-        """The scheduled job: compaction, then retention of every tier and of the node's own
-        tables (forecasts, ledger, dead letters). Returns what each step removed or moved."""
-        p = self.retention_policy
-        out = {"days_compacted": self.compact(now_ns)}
-
-        def cut(days: int) -> int | None:
-            return None if not days else now_ns - days * DAY_NS
-
-        def run() -> None:
-            if (c := cut(p.raw_days)) is not None:
-                out["raw_removed"] = self.tiers.drop_raw_before(c)
-                self._con.execute("DELETE FROM point_notes WHERE ts < ?", [c])
-            for tier, days in (("1m", p.rollup_1m_days), ("1h", p.rollup_1h_days)):
-                if (c := cut(days)) is not None:
-                    out[f"rollup_{tier}_removed"] = self.tiers.drop_rollups_before(tier, c)
-            for name, days, sql in (
-                ("forecasts_removed", p.forecasts_days, ("DELETE FROM forecast_points WHERE run_id IN (SELECT run_id "
-                 "FROM forecast_runs WHERE made_ns < ?)")),
-                ("forecast_runs_removed", p.forecasts_days, "DELETE FROM forecast_runs WHERE made_ns < ?"),
-                ("ledger_removed", p.ledger_days, "DELETE FROM ledger WHERE received_ns < ?"),
-                ("deadletters_removed", p.deadletters_days, "DELETE FROM deadletters WHERE received_ns < ?"),
-                ("device_events_removed", p.deadletters_days, "DELETE FROM device_events WHERE ts < ?"),
-            ):
-                if (c := cut(days)) is not None:
-                    out[name] = int(scalar(self._con, sql.replace("DELETE FROM", "SELECT count(*) FROM", 1), [c]))
-                    self._con.execute(sql, [c])
-
-        with self._lock:
-            self._transaction(run, "applying retention")
-            self._checkpoint()  # hand freed blocks back for reuse, so the file stops growing
-            out["file_rewritten_bytes_freed"] = self._rewrite_if_sparse()
-        return out
-
-    def checkpoint(self) -> None:
-        with self._lock:
-            self._ensure_open()
-            self._checkpoint()
-
-    def stats(self) -> dict[str, Any]:
-        """Points, series and bytes per tier (`greennanny db stats`)."""
-        cur = self._cur()
-        hot = int(scalar(cur, "SELECT count(*) FROM points"))
-        cold_files = self.tiers.cold.files()
-        cold = int(scalar(cur, f"SELECT count(*) FROM read_parquet([{', '.join(repr(f) for f in cold_files)}])")) \
-            if cold_files else 0
-        cold -= self._cold_shadowed(cur) if cold and hot else 0
-        cold_bytes = self.tiers.cold.bytes()
-        db_bytes = self.path.stat().st_size if self.path.exists() else 0
-        wal = self.path.with_name(self.path.name + ".wal")
-        out: dict[str, Any] = {
-            "series": int(scalar(cur, "SELECT count(*) FROM series")),
-            "raw_points": hot + cold, "hot_points": hot, "cold_points": cold, "cold_days": len(cold_files),
-            "cold_bytes": cold_bytes, "cold_bytes_per_point": round(cold_bytes / cold, 3) if cold else None,
-            "file_bytes": db_bytes, "file_free_bytes": self.file_space(cur)[1],
-            "wal_bytes": wal.stat().st_size if wal.exists() else 0,
-            **self.tiers.rollups.stats(cur),
-            "forecast_runs": int(scalar(cur, "SELECT count(*) FROM forecast_runs")),
-            "ledger_rows": int(scalar(cur, "SELECT count(*) FROM ledger")),
-            "deadletters": int(scalar(cur, "SELECT count(*) FROM deadletters")),
-            "free_bytes": self.free_bytes(),
-        }
-        all_bytes = db_bytes + cold_bytes + out["rollup_1m_file_bytes"] + out["rollup_1h_file_bytes"]
-        out["bytes_per_point"] = round(all_bytes / out["raw_points"], 3) if out["raw_points"] else None
-        out["raw_bytes"] = cold_bytes + (round(hot * out["cold_bytes_per_point"]) if cold and hot else 0)
-        return out
-
-    def _cold_shadowed(self, cur: duckdb.DuckDBPyConnection) -> int:
-        """Cold rows that a hot row at the same (series, ts) shadows: a late point, or a day whose
-        compaction wrote its file but rolled back (a crash, a full disk) before its hot rows went.
-        Only the day files the hot rows reach are read."""
-        lo, hi = cur.execute("SELECT min(ts), max(ts) FROM points").fetchall()[0]
-        files = self.tiers.cold.files(int(lo), int(hi) + 1)
-        if not files:
-            return 0
-        return int(scalar(cur, f"SELECT count(*) FROM read_parquet([{', '.join(repr(f) for f in files)}]) c "
-                             "SEMI JOIN points h ON h.series_id = c.series_id AND h.ts = c.ts"))
-
     def query_long(self, series_ids: list[int], start_ns: int, end_ns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Long columns (series_id, ts, value) of usable points for many series, for forecasting."""
         cur = self._cur()
@@ -688,36 +489,4 @@ class DuckDBStore(FileRewrite, NodeTables):
 
 
 
-@dataclass(frozen=True, slots=True)
-class Retention:
-    """How long each tier and the node's own tables are kept, in days (0: forever); see
-    config.RetentionConfig, whose validated values this carries into the store."""
-
-    raw_days: int = 90
-    rollup_1m_days: int = 365
-    rollup_1h_days: int = 0
-    forecasts_days: int = 30
-    ledger_days: int = 30
-    deadletters_days: int = 90
-    compact_after_h: int = 48
-
-
-def _concat(a: Batch, b: Batch) -> Batch:
-    """Two batches over the same keys as one (rejected rows of two checks)."""
-    if not len(a):
-        return b
-    if not len(b):
-        return a
-    keys = list(dict.fromkeys([*a.keys, *b.keys]))
-    pos = {k: i for i, k in enumerate(keys)}
-    ai = np.array([pos[k] for k in a.keys], np.int32)[a.key_index]
-    bi = np.array([pos[k] for k in b.keys], np.int32)[b.key_index]
-    reasons = dict(a.reasons) | {len(a) + r: why for r, why in b.reasons.items()}
-    return Batch(keys, np.concatenate([ai, bi]), np.concatenate([a.ts_ns, b.ts_ns]),
-                 np.concatenate([a.value, b.value]), np.concatenate([a.quality, b.quality]), reasons)
-
-
-def retention_from(cfg: Any) -> Retention:
-    """The store's policy from a `config.RetentionConfig` (kept apart so the store needs no config)."""
-    return Retention(cfg.raw_days, cfg.rollup_1m_days, cfg.rollup_1h_days, cfg.forecasts_days, cfg.ledger_days,
-                     cfg.deadletters_days, cfg.compact_after_h)
+__all__ = ["DuckDBStore", "Retention", "retention_from"]

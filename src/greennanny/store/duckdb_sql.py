@@ -20,3 +20,29 @@ def scalar(con: duckdb.DuckDBPyConnection, sql: str, args: list[Any] | None = No
 
 def first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+# The store's own tables (points and rollups are created by store/points.py and store/rollups.py).
+META = "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS series (
+  id INTEGER PRIMARY KEY, site VARCHAR, zone VARCHAR, device VARCHAR, quantity VARCHAR,
+  unit VARCHAR, created_ns BIGINT, UNIQUE (site, zone, device, quantity));
+CREATE TABLE IF NOT EXISTS point_notes (series_id INTEGER, ts BIGINT, reason VARCHAR);
+CREATE TABLE IF NOT EXISTS deadletters (
+  received_ns BIGINT, topic VARCHAR, payload BLOB, reason VARCHAR, detail VARCHAR, source VARCHAR,
+  device VARCHAR DEFAULT '');
+CREATE TABLE IF NOT EXISTS ledger (
+  received_ns BIGINT, topic VARCHAR, outcome VARCHAR, kind VARCHAR, dedup_key VARCHAR, points INTEGER);
+CREATE TABLE IF NOT EXISTS device_events (ts BIGINT, dev_eui VARCHAR, kind VARCHAR, detail VARCHAR);
+CREATE TABLE IF NOT EXISTS devices (
+  dev_eui VARCHAR PRIMARY KEY, codec VARCHAR, model VARCHAR, field_map VARCHAR, site VARCHAR,
+  zone VARCHAR, name VARCHAR, source VARCHAR, updated_ns BIGINT, interval_s INTEGER DEFAULT 0);
+CREATE TABLE IF NOT EXISTS forecast_runs (
+  run_id BIGINT, series_id INTEGER, made_ns BIGINT, start_ns BIGINT, step_ns BIGINT, horizon INTEGER,
+  model VARCHAR, backtest_mae DOUBLE, backtest_mase DOUBLE, runner_up VARCHAR,
+  runner_up_mase DOUBLE, fallback_reason VARCHAR);
+CREATE TABLE IF NOT EXISTS forecast_points (
+  run_id BIGINT, series_id INTEGER, ts BIGINT, mean DOUBLE, lo80 DOUBLE, hi80 DOUBLE,
+  lo95 DOUBLE, hi95 DOUBLE);
+"""
