@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -26,13 +27,20 @@ import numpy as np
 import pandas as pd
 
 from greennanny.config import ForecastConfig
-from greennanny.forecast.quality import QualityReport, QualityRules, prepare_panel
+from greennanny.forecast.models import make_model
+from greennanny.forecast.quality import QualityReport, QualityRules, prepare_panel, triage
 from greennanny.forecast.runner import forecast_panel
+from greennanny.forecast.selection import select_by_backtest
 from greennanny.runtime.clock import Clock
 from greennanny.store.duckdb import DuckDBStore
 
 log = logging.getLogger("greennanny.forecast")
 DAY_NS = 86_400 * 1_000_000_000
+Progress = Callable[[int, int], None]  # (series done, series in the run)
+
+
+def _num(x: float) -> float | None:
+    return None if not np.isfinite(x) else round(float(x), 6)
 
 
 @dataclass
@@ -68,34 +76,92 @@ class ForecastService:
         self.cfg = cfg
         self.clock = clock
         self.last: ForecastRunSummary | None = None
+        self._run_lock = threading.Lock()  # the refresh thread and a run asked for through the API
 
-    def run_once(self, now_ns: int | None = None) -> ForecastRunSummary:
+    def _grid(self, now: int) -> tuple[int, int, int, int, int]:
+        """(step, season, horizon, end, length) of the panel for a run at `now`."""
+        step = self.cfg.step_min * 60 * 1_000_000_000
+        end = -(-now // step) * step
+        return step, int(DAY_NS // step), self.cfg.horizon_h * 3600 * 1_000_000_000 // step, end, \
+            self.cfg.history_days * DAY_NS // step
+
+    def _candidates(self, now: int, series_ids: Sequence[int] | None) -> list[Any]:
+        """The series a run at `now` forecasts: the configured quantities with a reading in the
+        history window (or exactly `series_ids`, any quantity, when given)."""
+        step, _, _, end, length = self._grid(now)
+        start = end - length * step
+        pool = [s for q in self.cfg.quantities for s in self.store.series(quantity=q)] if series_ids is None \
+            else [s for s in (self.store.series_by_id(int(i)) for i in series_ids) if s is not None]
+        return [s for s in pool if s.last_ns is not None and start <= s.last_ns < end]
+
+    def _prepared(self, ids: np.ndarray, now: int) -> Any:
+        step, _, _, end, length = self._grid(now)
+        sid, ts, val = self.store.query_long(ids.tolist(), end - length * step, end)
+        return prepare_panel(sid, ts, val, step_ns=step, end_ns=end, length=length, rules=self._rules(step),
+                             series_ids=ids)
+
+    def _rules(self, step: int) -> QualityRules:
+        return QualityRules.for_grid(step, max_gap_min=self.cfg.max_gap_min, stuck_factor=self.cfg.stuck_factor,
+                                     stuck_after_min=self.cfg.stuck_after_min,
+                                     min_history_days=self.cfg.min_history_days)
+
+    def run_once(self, now_ns: int | None = None, *, series_ids: Sequence[int] | None = None,
+                 progress: Progress | None = None) -> ForecastRunSummary:
+        """One forecasting run (one run id), `chunk_series` series at a time.
+
+        Why chunks: memory stays bounded by a chunk (the backtest holds models x origins x series
+        x horizon forecasts), the store lock is taken once a chunk for its write, and a caller
+        can show progress (`progress(done, total)`). Series are independent in every model, so a
+        chunk's forecasts equal those of one big panel.
+        """
+        with self._run_lock:
+            return self._run(now_ns, series_ids, progress)
+
+    def _run(self, now_ns: int | None, series_ids: Sequence[int] | None,
+             progress: Progress | None) -> ForecastRunSummary:
         t0 = time.monotonic()
         now = self.clock.now_ns() if now_ns is None else now_ns
-        step = self.cfg.step_min * 60 * 1_000_000_000
-        season = DAY_NS // step
-        horizon = self.cfg.horizon_h * 3600 * 1_000_000_000 // step
-        end = -(-now // step) * step
-        length = self.cfg.history_days * DAY_NS // step
-        start = end - length * step
-        series = [s for q in self.cfg.quantities for s in self.store.series(quantity=q)
-                  if s.last_ns is not None and start <= s.last_ns < end]
+        step, season, horizon, _, _ = self._grid(now)
+        series = self._candidates(now, series_ids)
         summary = ForecastRunSummary(series_considered=len(series))
         if not series:
             self.last = summary
             return summary
-        ids = np.array([s.id for s in series], dtype=np.int64)
-        sid, ts, val = self.store.query_long(ids.tolist(), start, end)
-        rules = QualityRules.for_grid(step, max_gap_min=self.cfg.max_gap_min, stuck_factor=self.cfg.stuck_factor,
-                                      stuck_after_min=self.cfg.stuck_after_min,
-                                      min_history_days=self.cfg.min_history_days)
-        prepared = prepare_panel(sid, ts, val, step_ns=step, end_ns=end, length=length, rules=rules, series_ids=ids)
-        res = forecast_panel(prepared.panel, horizon=horizon, season=int(season),
-                             backtest_origins=self.cfg.backtest_origins, now_ns=now,
-                             min_history=rules.min_history_steps, quality=prepared.by_id())
-        summary.quality = _quality_counts(prepared.reports)
         run_id = self.store.next_run_id()
+        models: Counter[str] = Counter()
+        skipped: Counter[str] = Counter()
+        reports: list[QualityReport] = []
+        chunk = self.cfg.chunk_series
+        if progress is not None:
+            progress(0, len(series))
+        for k in range(0, len(series), chunk):
+            ids = np.array([s.id for s in series[k:k + chunk]], dtype=np.int64)
+            prepared = self._prepared(ids, now)
+            res = forecast_panel(prepared.panel, horizon=horizon, season=season,
+                                 backtest_origins=self.cfg.backtest_origins, now_ns=now,
+                                 min_history=self._rules(step).min_history_steps, quality=prepared.by_id())
+            reports += prepared.reports
+            self._write(run_id, now, res)
+            summary.forecasts += len(res.series_ids)
+            models.update(res.model)
+            summary.fallbacks += sum(r is not None for r in res.fallback_reason)
+            skipped.update(res.skipped.values())
+            if progress is not None:
+                progress(min(k + chunk, len(series)), len(series))
+        summary.quality = _quality_counts(reports)
+        summary.run_id = run_id
+        summary.models = dict(models)
+        summary.skipped = dict(skipped)
+        summary.seconds = round(time.monotonic() - t0, 2)
+        self.last = summary
+        log.info("forecast run %d: %d series, models %s, %d fallbacks, %.1f s", run_id, summary.forecasts,
+                 summary.models, summary.fallbacks, summary.seconds)
+        return summary
+
+    def _write(self, run_id: int, now: int, res: Any) -> None:
         n = len(res.series_ids)
+        if not n:
+            return
         runs = pd.DataFrame({
             "run_id": np.full(n, run_id, np.int64), "series_id": res.series_ids.astype(np.int32),
             "made_ns": np.full(n, now, np.int64), "start_ns": np.full(n, res.start_ns, np.int64),
@@ -111,16 +177,49 @@ class ForecastService:
             "hi80": res.hi80.ravel(), "lo95": res.lo95.ravel(), "hi95": res.hi95.ravel(),
         })
         self.store.write_forecasts(runs, points)
-        summary.run_id = run_id
-        summary.forecasts = n
-        summary.models = dict(Counter(res.model))
-        summary.fallbacks = sum(r is not None for r in res.fallback_reason)
-        summary.skipped = dict(Counter(res.skipped.values()))
-        summary.seconds = round(time.monotonic() - t0, 2)
-        self.last = summary
-        log.info("forecast run %d: %d series, models %s, %d fallbacks, %.1f s", run_id, n, summary.models,
-                 summary.fallbacks, summary.seconds)
-        return summary
+
+    def backtest(self, now_ns: int | None = None, *, series_ids: Sequence[int] | None = None,
+                 models: Sequence[str] | None = None, progress: Progress | None = None) -> list[dict[str, Any]]:
+        """The selection backtest on stored history, without writing anything: per series, each
+        model's mean MAE and MASE over the rolling origins, the choice and the runner-up
+        (`greennanny forecast backtest`). Series too short or constant are listed with why."""
+        now = self.clock.now_ns() if now_ns is None else now_ns
+        step, season, horizon, _, _ = self._grid(now)
+        names = tuple(models or ("seasonal_naive", "ets"))
+        for name in names:
+            make_model(name, season)  # an unknown name fails before any work
+        series = self._candidates(now, series_ids)
+        min_steps = self._rules(step).min_history_steps or 2 * season
+        out: list[dict[str, Any]] = []
+        chunk = self.cfg.chunk_series
+        if progress is not None:
+            progress(0, len(series))
+        for k in range(0, len(series), chunk):
+            part = series[k:k + chunk]
+            prepared = self._prepared(np.array([s.id for s in part], dtype=np.int64), now)
+            tri = triage(prepared.panel.values, min_steps)
+            has = np.isfinite(prepared.panel.values).any(axis=1)
+            ok = np.flatnonzero(has & ~tri.too_short & ~tri.constant)
+            sel = select_by_backtest(prepared.panel.take(ok), names, horizon=horizon, season=season,
+                                     n_origins=self.cfg.backtest_origins) if ok.size else None
+            pos = {int(r): j for j, r in enumerate(ok)}
+            for r, s in enumerate(part):
+                row: dict[str, Any] = {"series_id": s.id, "quantity": s.key.quantity, "zone": s.key.zone,
+                                       "device": s.key.device}
+                j = pos.get(r)
+                if j is None or sel is None:
+                    row.update(choice=None, runner_up=None,
+                               reason=tri.reasons.get(r, "no usable value in the history window"))
+                else:
+                    row.update({f"{m}_mase": _num(sel.mase[i, j]) for i, m in enumerate(names)})
+                    row.update({f"{m}_mae": _num(sel.mae[i, j]) for i, m in enumerate(names)})
+                    c, u = int(sel.choice[j]), int(sel.runner_up[j])
+                    row.update(choice=names[c] if c >= 0 else None, runner_up=names[u] if u >= 0 else None,
+                               reason="; ".join(sel.notes[j]) or None)
+                out.append(row)
+            if progress is not None:
+                progress(min(k + chunk, len(series)), len(series))
+        return out
 
     def run_per_epoch(self, gap_ns: int = DAY_NS) -> list[ForecastRunSummary]:
         """Forecast historical data from where each group of series ends (backfill and demo).

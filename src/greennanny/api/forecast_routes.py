@@ -1,0 +1,63 @@
+"""`POST /forecasts/run` and `GET /forecasts/backtest`: a forecasting run now, and the selection
+backtest on stored history (`greennanny forecast run|backtest`).
+
+On a node they use the node's forecast service, so a run asked for here and the scheduled
+refresh never run at the same time (the service serialises them); with the CLI on the store file
+(no node), a service of its own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Query
+
+from greennanny.config import Config
+from greennanny.ingest.timeparse import any_to_ns
+from greennanny.runtime.clock import SystemClock
+from greennanny.store.duckdb import DuckDBStore
+
+
+def forecast_router(cfg: Config, store: DuckDBStore, node: Any = None) -> APIRouter:
+    from greennanny.forecast.service import ForecastService
+
+    r = APIRouter()
+    own: dict[str, ForecastService] = {}
+
+    def service() -> ForecastService:
+        svc = getattr(node, "forecaster", None)
+        if isinstance(svc, ForecastService):
+            return svc
+        if "svc" not in own:
+            own["svc"] = ForecastService(store, cfg.forecast, node.clock if node is not None else SystemClock())
+        return own["svc"]
+
+    def ids(series: list[int] | None) -> list[int] | None:
+        if not series:
+            return None
+        missing = [s for s in series if store.series_by_id(s) is None]
+        if missing:
+            raise HTTPException(404, f"series {missing} do not exist")
+        return series
+
+    def when(at: str | None) -> int | None:
+        return None if at is None else any_to_ns(at, field="at")
+
+    @r.post("/forecasts/run")
+    def run(series: list[int] | None = Query(None, description="Only these series (default: every "
+                                                                 "series of the configured quantities)."),
+            at: str | None = Query(None, description="Forecast as of this instant (ISO 8601 or epoch; default "
+                                                     "now): for imported history.")) -> dict[str, Any]:
+        """Forecast and store the result; returns the run's summary."""
+        return service().run_once(when(at), series_ids=ids(series)).as_dict()
+
+    @r.get("/forecasts/backtest")
+    def backtest(series: list[int] | None = Query(None), at: str | None = Query(None), models: str | None = Query(
+            None, description="Comma-separated model names (default: the automatic choice's candidates).")) -> dict[str, Any]:
+        """Each model's rolling-origin backtest error per series, the choice and the runner-up (nothing stored)."""
+        names = [m.strip() for m in models.split(",") if m.strip()] if models else None
+        rows = service().backtest(when(at), series_ids=ids(series), models=names)  # an unknown model: 400 naming the known
+        return {"origins": cfg.forecast.backtest_origins, "horizon_h": cfg.forecast.horizon_h,
+                "step_min": cfg.forecast.step_min, "series": rows}
+
+    return r

@@ -1,0 +1,93 @@
+"""ForecastService runs chunk by chunk of series: the same forecasts as one panel, progress per
+chunk, and a backtest that says per series what each model scored and why a series was left out."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from greennanny.config import ForecastConfig
+from greennanny.forecast.service import ForecastService
+from greennanny.model import Batch, SeriesKey
+from greennanny.runtime.clock import SystemClock
+from greennanny.store.duckdb import DuckDBStore
+
+STEP = 300 * 10**9
+END = 1_767_225_600 * 10**9  # 2026-01-01T00:00Z
+
+
+def _store(path, n_sine: int = 3) -> DuckDBStore:
+    """`n_sine` daily-cycle temperatures (10 days at 5 min), a constant CO2, a one-reading probe."""
+    store = DuckDBStore(path)
+    t = END - np.arange(10 * 288, 0, -1, dtype=np.int64) * STEP
+    hours = (t // 10**9 % 86_400) / 3600
+    keys, idx, ts, val = [], [], [], []
+    rng = np.random.default_rng(7)
+    for i in range(n_sine):
+        keys.append(SeriesKey("gh", f"z{i}", f"dev{i}", "air_temperature"))
+        idx.append(np.full(len(t), i))
+        ts.append(t)
+        val.append(np.round(20 + (3 + i) * np.sin((hours - 9) / 24 * 2 * np.pi) + rng.normal(0, 0.2, len(t)), 2))
+    keys.append(SeriesKey("gh", "z0", "co2-1", "co2"))
+    idx.append(np.full(len(t), n_sine))
+    ts.append(t)
+    val.append(np.full(len(t), 415.0))
+    keys.append(SeriesKey("gh", "z0", "new-probe", "air_temperature"))
+    idx.append(np.array([n_sine + 1]))
+    ts.append(t[-1:])
+    val.append(np.array([21.5]))
+    i_all = np.concatenate(idx).astype(np.int32)
+    store.write(Batch(keys, i_all, np.concatenate(ts), np.concatenate(val), np.zeros(len(i_all), np.uint8), {}))
+    return store
+
+
+def _latest(store: DuckDBStore) -> dict[int, tuple[str, np.ndarray]]:
+    out = {}
+    for s in store.series():
+        got = store.latest_forecast(s.id)
+        if got is not None:
+            out[s.id] = (got[0]["model"], got[1]["mean"].to_numpy(np.float64))
+    return out
+
+
+def test_chunks_give_the_forecasts_of_one_panel_and_report_progress(tmp_path):
+    one = _store(tmp_path / "one.duckdb")
+    many = _store(tmp_path / "many.duckdb")
+    calls: list[tuple[int, int]] = []
+    a = ForecastService(one, ForecastConfig(chunk_series=500, horizon_h=6), SystemClock()).run_once(END + 1)
+    b = ForecastService(many, ForecastConfig(chunk_series=2, horizon_h=6), SystemClock()).run_once(
+        END + 1, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(0, 5), (2, 5), (4, 5), (5, 5)]
+    assert (a.forecasts, a.fallbacks, a.models) == (b.forecasts, b.fallbacks, b.models)
+    assert a.forecasts == 5 and a.fallbacks == 2 and a.models["last_value"] == 2
+    fa, fb = _latest(one), _latest(many)
+    assert fa.keys() == fb.keys() and len(fa) == 5
+    for sid in fa:
+        assert fa[sid][0] == fb[sid][0]
+        np.testing.assert_allclose(fa[sid][1], fb[sid][1], rtol=0, atol=1e-9)
+    # one run id over all chunks
+    assert many._cur().execute("SELECT DISTINCT run_id FROM forecast_runs").fetchall() == [(b.run_id,)]
+
+
+def test_backtest_scores_each_model_and_names_why_a_series_is_left_out(tmp_path):
+    store = _store(tmp_path / "s.duckdb")
+    svc = ForecastService(store, ForecastConfig(chunk_series=2, horizon_h=6), SystemClock())
+    rows = {r["device"]: r for r in svc.backtest(END + 1, models=["seasonal_naive", "ets", "last_value"])}
+    assert set(rows) == {"dev0", "dev1", "dev2", "co2-1", "new-probe"}
+    for dev in ("dev0", "dev1", "dev2"):
+        r = rows[dev]
+        scores = {m: r[f"{m}_mase"] for m in ("seasonal_naive", "ets", "last_value")}
+        assert all(v is not None and v > 0 for v in scores.values()), r
+        assert r["choice"] == min(scores, key=lambda m: scores[m])
+        assert r["runner_up"] == sorted(scores, key=lambda m: scores[m])[1]
+        # a clean daily cycle: the one-day seasonal naive beats carrying the last value forward
+        assert scores["seasonal_naive"] < scores["last_value"]
+    assert rows["co2-1"]["choice"] is None and "constant" in rows["co2-1"]["reason"]
+    assert rows["new-probe"]["choice"] is None and "too short: 1 observation" in rows["new-probe"]["reason"]
+    assert store.latest_forecast(1) is None  # a backtest stores nothing
+
+
+def test_backtest_refuses_an_unknown_model_by_name(tmp_path):
+    svc = ForecastService(_store(tmp_path / "s.duckdb"), ForecastConfig(), SystemClock())
+    with pytest.raises(Exception, match="unknown forecast model 'prophet'; known:"):
+        svc.backtest(END + 1, models=["prophet"])
