@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from greennanny.config import ForecastConfig
 from greennanny.runtime.broker import free_port
 from tests.integration.nodeproc import NodeProcess, write_config
 from tests.integration.test_cli_both_ways import climate_csv
@@ -36,7 +37,7 @@ def test_forecast_commands_on_the_file_and_through_the_node(tmp_path, mosquitto)
     assert r.returncode == 0, r.stderr
     run = json.loads(r.stdout)
     assert run["series_considered"] == 2 and run["forecasts"] == 2 and run["fallbacks"] == 0, run
-    assert sum(run["models"].values()) == 2 and set(run["models"]) <= {"seasonal_naive", "ets"}
+    assert sum(run["models"].values()) == 2 and set(run["models"]) <= set(ForecastConfig().models)
 
     r = cli(cfg, "forecast", "show", "1", "--json")
     assert r.returncode == 0, r.stderr
@@ -49,7 +50,7 @@ def test_forecast_commands_on_the_file_and_through_the_node(tmp_path, mosquitto)
     bt = json.loads(r.stdout)
     assert [row["series_id"] for row in bt["series"]] == [1, 2]
     for row in bt["series"]:
-        assert row["choice"] in ("seasonal_naive", "ets") and row["runner_up"] in ("seasonal_naive", "ets")
+        assert row["choice"] in ForecastConfig().models and row["runner_up"] in ForecastConfig().models
         assert row[f"{row['choice']}_mase"] <= row[f"{row['runner_up']}_mase"]
 
     r = cli(cfg, "forecast", "backtest", "--models", "seasonal_naive,prophet")

@@ -51,6 +51,7 @@ def forecast_panel(
     now_ns: int,
     min_history: int | None = None,
     quality: Mapping[int, QualityReport] | None = None,
+    prefer_margin: float = 0.0,
 ) -> ForecastResult:
     """Forecast `horizon` steps after the panel's end for every series that has any data.
 
@@ -106,7 +107,7 @@ def forecast_panel(
 
     eligible = np.flatnonzero(~short & ~constant)
     if eligible.size:
-        _choose(out, sub, eligible, fallbacks, list(models), horizon, season, backtest_origins)
+        _choose(out, sub, eligible, fallbacks, list(models), horizon, season, backtest_origins, prefer_margin)
     _fall_back(out, sub, fallbacks, horizon, season)
     out.widths[:, constant] = 0.0
 
@@ -154,10 +155,12 @@ def _choose(
     horizon: int,
     season: int,
     n_origins: int,
+    prefer_margin: float = 0.0,
 ) -> None:
     """Backtest `rows` of `panel`; the scored ones are filled, the rest join `fallbacks`."""
     sel = select_by_backtest(
-        _subset(panel, rows), names, horizon=horizon, season=season, n_origins=n_origins
+        _subset(panel, rows), names, horizon=horizon, season=season, n_origins=n_origins,
+        prefer_margin=prefer_margin,
     )
     scored = np.flatnonzero(sel.choice >= 0)
     target = rows[scored]

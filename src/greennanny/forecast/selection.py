@@ -92,7 +92,8 @@ def naive_scale(values: np.ndarray, season: int, origins: Sequence[int]) -> np.n
 
 
 def select_by_backtest(
-    panel: Panel, names: Sequence[str], *, horizon: int, season: int, n_origins: int
+    panel: Panel, names: Sequence[str], *, horizon: int, season: int, n_origins: int,
+    prefer_margin: float = 0.0,
 ) -> Selection:
     """Backtest every model in `names` on every series of `panel` and choose per series."""
     n, h, t = panel.n_series, horizon, panel.n_steps
@@ -124,6 +125,9 @@ def select_by_backtest(
     use_mase = np.all(np.isfinite(mase) | failed, axis=0)
     key = np.where(use_mase, mase, mae)
     key = np.where(np.isfinite(key) & ~failed, key, np.inf)
+    if prefer_margin > 0 and len(names) > 1:  # the first model keeps its place unless beaten by the margin
+        key = key.copy()
+        key[0] = key[0] * (1.0 - prefer_margin)
     order = np.argsort(key, axis=0, kind="stable")
     best = order[0]
     rows = np.arange(n)

@@ -137,8 +137,9 @@ class ForecastService:
         for k in range(0, len(series), chunk):
             ids = np.array([s.id for s in series[k:k + chunk]], dtype=np.int64)
             prepared = self._prepared(ids, now)
-            res = forecast_panel(prepared.panel, horizon=horizon, season=season,
+            res = forecast_panel(prepared.panel, horizon=horizon, season=season, models=self.cfg.models,
                                  backtest_origins=self.cfg.backtest_origins, now_ns=now,
+                                 prefer_margin=self.cfg.prefer_margin,
                                  min_history=self._rules(step).min_history_steps, quality=prepared.by_id())
             reports += prepared.reports
             self._write(run_id, now, res)
@@ -185,7 +186,7 @@ class ForecastService:
         (`greennanny forecast backtest`). Series too short or constant are listed with why."""
         now = self.clock.now_ns() if now_ns is None else now_ns
         step, season, horizon, _, _ = self._grid(now)
-        names = tuple(models or ("seasonal_naive", "ets"))
+        names = tuple(models or self.cfg.models)
         for name in names:
             make_model(name, season)  # an unknown name fails before any work
         series = self._candidates(now, series_ids)
@@ -201,7 +202,9 @@ class ForecastService:
             has = np.isfinite(prepared.panel.values).any(axis=1)
             ok = np.flatnonzero(has & ~tri.too_short & ~tri.constant)
             sel = select_by_backtest(prepared.panel.take(ok), names, horizon=horizon, season=season,
-                                     n_origins=self.cfg.backtest_origins) if ok.size else None
+                                     n_origins=self.cfg.backtest_origins,
+                                     prefer_margin=self.cfg.prefer_margin if models is None else 0.0) \
+                if ok.size else None
             pos = {int(r): j for j, r in enumerate(ok)}
             for r, s in enumerate(part):
                 row: dict[str, Any] = {"series_id": s.id, "quantity": s.key.quantity, "zone": s.key.zone,

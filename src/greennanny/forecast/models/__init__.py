@@ -8,14 +8,18 @@ from __future__ import annotations
 
 from greennanny.errors import ConfigError
 from greennanny.forecast.base import Forecaster, ForecasterFactory
+from greennanny.forecast.models.combination import Combination
 from greennanny.forecast.models.ets import ETS
 from greennanny.forecast.models.last_value import LastValue
+from greennanny.forecast.models.profile import DailyProfile
 from greennanny.forecast.models.seasonal_naive import SeasonalNaive
 
 MODELS: dict[str, ForecasterFactory] = {
     SeasonalNaive.name: SeasonalNaive,
     ETS.name: ETS,
     LastValue.name: LastValue,
+    DailyProfile.name: DailyProfile,
+    Combination.name: Combination,
 }
 
 
@@ -30,4 +34,4 @@ def make_model(name: str, season: int) -> Forecaster:
     return factory(season)
 
 
-__all__ = ["ETS", "MODELS", "LastValue", "SeasonalNaive", "make_model"]
+__all__ = ["ETS", "MODELS", "Combination", "DailyProfile", "LastValue", "SeasonalNaive", "make_model"]
