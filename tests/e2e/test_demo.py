@@ -37,6 +37,24 @@ def test_demo_once_on_the_shared_data_accounts_for_every_point_and_event(tmp_pat
     assert s["dashboard"].startswith("http://127.0.0.1:")
 
 
+def test_demo_config_keeps_the_demo_data_through_maintenance(tmp_path, shared_dir):
+    """Fresh-clone finding: the demo's greennanny.toml lacked the demo's retention, so
+    `db maintain -c demo/greennanny.toml` deleted every (historical) point it had stored."""
+    run_demo(tmp_path, "--shared", str(shared_dir))  # history from 2018: older than every default tier
+    cfg = tmp_path / "demo" / "greennanny.toml"
+
+    def cli(*args: str) -> dict:
+        p = subprocess.run([sys.executable, "-m", "greennanny.cli.main", *args, "-c", str(cfg), "--via", "file",
+                            "--json"], capture_output=True, text=True, timeout=300, cwd=tmp_path, check=False)
+        assert p.returncode == 0, p.stderr[-2000:]
+        return json.loads(p.stdout)
+
+    before = cli("db", "stats")["raw_points"]
+    done = cli("db", "maintain")
+    assert before > 0 and done.get("raw_removed", 0) == 0 and done.get("rollup_1m_removed", 0) == 0
+    assert cli("db", "stats")["raw_points"] == before
+
+
 def test_demo_without_shared_data_runs_the_simulator(tmp_path):
     s = run_demo(tmp_path, "--simulator")
     assert s["data"] == "built-in simulator"

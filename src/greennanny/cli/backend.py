@@ -99,6 +99,12 @@ def open_backend(cfg: Config, *, prefer: str = "auto") -> Iterator[Backend]:
     from greennanny.api.app import create_app
     from greennanny.store.duckdb import DuckDBStore, retention_from
 
+    if not cfg.store_path.exists():  # a new user's first trap: the CLI's default config is not the demo's
+        from greennanny.cli.common import console
+
+        console.print(f"note: no store at {cfg.store_path} yet, so a new empty one is used (the config is "
+                      f"{cfg.source or 'the defaults'}; the demo's is demo-data/greennanny.toml: pass it with -c)",
+                      highlight=False)
     try:
         store = DuckDBStore(cfg.store_path, retention=retention_from(cfg.store.retention))
     except StoreUnavailable as exc:

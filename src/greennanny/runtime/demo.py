@@ -132,6 +132,9 @@ def run_demo(*, once: bool, broker: str | None, data_dir: Path, port: int, simul
             fc = _merge_runs(runs)
         summary = _summary(node, cfg, broker, published, sources, fc, time.monotonic() - t_start, shared_dir)
         _print_summary(summary, as_json)
+        if not as_json:
+            console.print(f"explore the demo's store with its config, e.g. [bold]greennanny series list -c "
+                          f"{data_dir / 'greennanny.toml'}[/]", highlight=False)
         if not once:
             console.print(f"\n[bold green]dashboard:[/] {cfg.api_url}/   (API docs: {cfg.api_url}/docs)  "
                           f"Ctrl-C to stop", highlight=False)
@@ -223,7 +226,11 @@ def _print_summary(s: dict[str, Any], as_json: bool) -> None:
 def _toml(cfg: Config) -> str:
     lines = [f'[node]\ndata_dir = "{cfg.node.data_dir}"', f"[api]\nport = {cfg.api.port}\ntoken_file = \"\"",
              f'[mqtt]\nurl = "{cfg.mqtt.url}"\nclient_id = "{cfg.mqtt.client_id}"',
-             '[pipeline]\nmode = "backfill"']
+             '[pipeline]\nmode = "backfill"',
+             # The same retention the demo node runs with: history from 2018 is older than any
+             # default tier, so `db maintain` or `run` with this file would otherwise delete it.
+             "[store.retention]\n" + "\n".join(f"{k} = {getattr(cfg.store.retention, k)}"
+                                                for k in ("raw_days", "rollup_1m_days", "rollup_1h_days"))]
     for eui, d in cfg.devices.items():
         lines.append(f'[devices."{eui}"]')
         for k in ("codec", "model", "field_map", "site", "zone", "name"):
