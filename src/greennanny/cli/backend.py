@@ -102,9 +102,8 @@ def open_backend(cfg: Config, *, prefer: str = "auto") -> Iterator[Backend]:
     if not cfg.store_path.exists():  # a new user's first trap: the CLI's default config is not the demo's
         from greennanny.cli.common import console
 
-        console.print(f"note: no store at {cfg.store_path} yet, so a new empty one is used (the config is "
-                      f"{cfg.source or 'the defaults'}; the demo's is demo-data/greennanny.toml: pass it with -c)",
-                      highlight=False)
+        console.print(f"note: no store at {cfg.store_path} yet, so a new empty one is used (is -c your node's "
+                      "config? the demo's is demo-data/greennanny.toml)", highlight=False)
     try:
         store = DuckDBStore(cfg.store_path, retention=retention_from(cfg.store.retention))
     except StoreUnavailable as exc:
