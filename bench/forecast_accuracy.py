@@ -53,15 +53,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from greennanny.forecast.panel import Panel, interpolate_gaps, panel_from_long
+from greennanny.config import ForecastConfig
+from greennanny.forecast.panel import Panel
+from greennanny.forecast.quality import QualityRules, interpolate_gaps, prepare_panel
 from greennanny.forecast.runner import forecast_panel
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 DAY_NS = 86_400 * 10**9
 GAP_INTERPOLATE_NS = 4 * 3600 * 10**9
 AUTO_ROW = "greennanny (auto)"
-AUTO_MODELS = ("seasonal_naive", "ets")  # forecast_panel's and the node's defaults, unchanged
-GREENNANNY_MODELS = ("seasonal_naive", "ets", "last_value")
+AUTO_MODELS = tuple(ForecastConfig().models)  # the node's defaults ([forecast] models, prefer_margin), frozen
+AUTO_MARGIN = ForecastConfig().prefer_margin
+GREENNANNY_MODELS = ("seasonal_naive", "ets", "profile", "combo", "last_value")
 STATSFORECAST_MODELS = ("AutoETS", "AutoTheta", "MSTL", "SeasonalNaive")
 
 
@@ -140,7 +143,7 @@ def daily_origins(first_ns: int, end_ns: int, tz: str, count: int, horizon_ns: i
 def prepare_window(train: np.ndarray, season: int, max_gap_steps: int) -> np.ndarray:
     """The shared gap step: a complete copy of one training window, the same for every model.
 
-    Gaps up to `max_gap_steps` are interpolated linearly (panel.interpolate_gaps); a longer gap
+    Gaps up to `max_gap_steps` are interpolated linearly (quality.interpolate_gaps); a longer gap
     takes the value one season earlier, else one season later; what is still missing (a window
     shorter than a season) is interpolated, the ends held flat. To be replaced by
     forecast/quality.py.
@@ -242,16 +245,16 @@ def build_windows(
     names, sid, ts, val = load_series(spec)
     anchor = int(local_midnights(int(ts.min()) - DAY_NS, int(ts.min()), spec.tz)[-1])
     length = -(-(int(ts.max()) + 1 - anchor) // step_ns)
-    grid = panel_from_long(
+    grid = prepare_panel(  # resampling only: gaps are the bench's shared step below, for every model alike
         sid,
         ts,
         val,
         step_ns=step_ns,
         end_ns=anchor + length * step_ns,
         length=length,
-        max_gap_steps=0,
+        rules=QualityRules(max_gap_steps=0, stuck_factor=1e9),
         series_ids=np.arange(len(names)),
-    )
+    ).panel
     season, h = DAY_NS // step_ns, horizon_ns // step_ns
     if DAY_NS % step_ns or horizon_ns % step_ns:
         raise SystemExit(f"--resample must divide a day and the horizon, got {step_ns / 1e9:g} s")
@@ -320,11 +323,12 @@ class Row:
     chosen: dict[str, int] | None = None
 
 
-def run_greennanny(w: Windows, models: Sequence[str], label: str) -> Row:
+def run_greennanny(w: Windows, models: Sequence[str], label: str, prefer_margin: float = 0.0) -> Row:
     """forecast_panel over every window at once (one panel, rows right-aligned at their origins)."""
     panel = Panel(np.arange(len(w.series)), 0, w.step_ns, w.train)
     t0 = time.perf_counter()
-    res = forecast_panel(panel, horizon=w.horizon, season=w.season, models=tuple(models), now_ns=0)
+    res = forecast_panel(panel, horizon=w.horizon, season=w.season, models=tuple(models), now_ns=0,
+                         prefer_margin=prefer_margin)
     secs = time.perf_counter() - t0
     if res.series_ids.size != len(w.series):
         raise RuntimeError(f"{label}: {len(res.skipped)} windows skipped: {res.skipped}")
@@ -397,7 +401,7 @@ def evaluate(spec: DataSpec, args: argparse.Namespace) -> dict[str, Any]:
         min_train_days=args.min_train_days,
         horizon_ns=args.horizon_h * 3600 * 10**9,
     )
-    rows = [run_greennanny(w, AUTO_MODELS, AUTO_ROW)]
+    rows = [run_greennanny(w, AUTO_MODELS, AUTO_ROW, AUTO_MARGIN)]
     rows += [run_greennanny(w, (m,), f"greennanny {m}") for m in GREENNANNY_MODELS]
     sf = statsforecast_models(w.season)
     if sf is None:
