@@ -64,7 +64,7 @@ GAP_INTERPOLATE_NS = 4 * 3600 * 10**9
 AUTO_ROW = "greennanny (auto)"
 AUTO_MODELS = tuple(ForecastConfig().models)  # the node's defaults ([forecast] models, prefer_margin), frozen
 AUTO_MARGIN = ForecastConfig().prefer_margin
-GREENNANNY_MODELS = ("seasonal_naive", "ets", "profile", "combo", "last_value")
+GREENNANNY_MODELS = ("seasonal_naive", "ets", "profile", "combo", "blend", "last_value")
 STATSFORECAST_MODELS = ("AutoETS", "AutoTheta", "MSTL", "SeasonalNaive")
 
 

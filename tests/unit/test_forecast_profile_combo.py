@@ -68,3 +68,30 @@ def test_combination_is_the_mean_of_its_members_and_its_backtest_path_equals_ref
         slow = Combination(M)
         slow.fit(panel.head(o))
         np.testing.assert_allclose(fast[j], slow.predict(M), atol=1e-8)
+
+
+def test_blend_weights_the_member_that_did_better_and_its_backtest_path_equals_refitting():
+    from greennanny.forecast.models.combination import Blend
+    from greennanny.forecast.models.last_value import LastValue
+    from greennanny.forecast.models.seasonal_naive import SeasonalNaive
+
+    rng = np.random.default_rng(5)
+    t = np.arange(21 * M)
+    # row 0 repeats its day exactly (seasonal naive is perfect), row 1 is a random walk with a
+    # daily ripple too small to matter (the last value is the better guess)
+    v = np.stack([18 + 4 * np.sin(t / M * 2 * np.pi), 18 + np.cumsum(rng.normal(0, 1.0, t.size))])
+    panel = _panel(v)
+    b = Blend(M, members=[SeasonalNaive, LastValue])
+    b.fit(panel)
+    w = b._w
+    assert w.shape == (2, 2) and np.allclose(w.sum(axis=0), 1.0)
+    np.testing.assert_allclose(w[:, 0], [1 - 0.05 / 1.05, 0.05 / 1.05], rtol=1e-6)  # the floor, renormalised
+    assert w[1, 1] > w[0, 1]
+    np.testing.assert_allclose(b.predict(M)[0], v[0, -M:], atol=0.25)
+    default = Blend(M)
+    origins = [14 * M, 17 * M, 21 * M]
+    fast = forecast_at_origins(default, panel, origins, M)
+    for j, o in enumerate(origins):
+        slow = Blend(M)
+        slow.fit(panel.head(o))
+        np.testing.assert_allclose(fast[j], slow.predict(M), atol=1e-8)

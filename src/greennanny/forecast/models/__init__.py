@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from greennanny.errors import ConfigError
 from greennanny.forecast.base import Forecaster, ForecasterFactory
-from greennanny.forecast.models.combination import Combination
+from greennanny.forecast.models.combination import Blend, Combination
 from greennanny.forecast.models.ets import ETS
 from greennanny.forecast.models.last_value import LastValue
 from greennanny.forecast.models.profile import DailyProfile
@@ -20,6 +20,7 @@ MODELS: dict[str, ForecasterFactory] = {
     LastValue.name: LastValue,
     DailyProfile.name: DailyProfile,
     Combination.name: Combination,
+    Blend.name: Blend,
 }
 
 
@@ -34,4 +35,4 @@ def make_model(name: str, season: int) -> Forecaster:
     return factory(season)
 
 
-__all__ = ["ETS", "MODELS", "Combination", "DailyProfile", "LastValue", "SeasonalNaive", "make_model"]
+__all__ = ["ETS", "MODELS", "Blend", "Combination", "DailyProfile", "LastValue", "SeasonalNaive", "make_model"]
