@@ -81,10 +81,10 @@ class Blend(Combination):
         mae = np.empty((k, panel.n_series))
         for i, member in enumerate(self.members):
             f = forecast_at_origins(member, panel, origins, m)
-            err = np.abs(f - actual)
-            with np.errstate(all="ignore"):
-                mae[i] = np.nanmean(err.reshape(len(origins), panel.n_series, -1).transpose(1, 0, 2).reshape(
-                    panel.n_series, -1), axis=1)
+            err = np.abs(f - actual).transpose(1, 0, 2).reshape(panel.n_series, -1)  # (n, B * m)
+            seen = np.isfinite(err)
+            with np.errstate(all="ignore"):  # a series with no scored cell: NaN, equal weights below
+                mae[i] = np.where(seen, err, 0.0).sum(axis=1) / seen.sum(axis=1)
         with np.errstate(all="ignore"):
             inv = 1.0 / np.maximum(mae, 1e-9) ** self.power  # a perfect member takes the weight
         inv = np.where(np.isfinite(inv), inv, np.nan)

@@ -43,8 +43,10 @@ class DailyProfile:
         window = values[:, -need:] if t >= need else np.concatenate([np.full((n, need - t), np.nan), values], axis=1)
         # window[:, j] is step T - need + j, whose phase is (T - need + j) % m relative to T's.
         by_day = window.reshape(n, k, m)
-        with np.errstate(all="ignore"):
-            profile = np.nanmean(by_day, axis=1)  # (n, m), column p = phase (T - need + p) % m
+        seen = np.isfinite(by_day)
+        count = seen.sum(axis=1)
+        with np.errstate(all="ignore"):  # a phase with no value anywhere: NaN, filled below
+            profile = np.where(seen, by_day, 0.0).sum(axis=1) / count  # (n, m), column p = phase (T + p) % m
         fill = last_finite(values)[:, None]
         profile = np.where(np.isfinite(profile), profile, fill)
         # Departures from the profile over the window, aligned by phase.
