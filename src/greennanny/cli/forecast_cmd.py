@@ -100,7 +100,7 @@ def show(series_id: int, as_json: bool = typer.Option(False, "--json", help="Pri
     s = body["series"]
     console.print(f"series {series_id} {s['quantity']} ({s['unit']}) {s['zone']}/{s['device']}: model "
                   f"[bold]{body['model']}[/bold], backtest MASE {_f(body['backtest_mase'])} "
-                  f"(runner-up {body['runner_up'] or '-'} {_f(body['runner_up_mase'])}), made {body['made_at']}")
+                  f"(runner-up {body['runner_up'] or '-'} {_f(body['runner_up_mase'])}), as of {body['made_at']}")
     if body["fallback_reason"]:
         console.print(f"[yellow]fallback:[/yellow] {body['fallback_reason']}")
     t = Table("time (UTC)", "mean", "80 %", "95 %")

@@ -77,7 +77,8 @@ def forecast(series_id: int, as_json: bool = typer.Option(False, "--json", help=
     if as_json:
         print_json(body)
         return
-    console.print(f"model {body['model']} (backtest MASE {body['backtest_mase']}, runner-up {body['runner_up']}), "
-                  f"made {body['made_at']}")
+    mase = "-" if body["backtest_mase"] is None else f"{body['backtest_mase']:.3g}"
+    console.print(f"model {body['model']} (backtest MASE {mase}, runner-up {body['runner_up'] or '-'}), "
+                  f"as of {body['made_at']}")
     for ts, m, lo, hi in zip(body["ts"], body["mean"], body["lo80"], body["hi80"]):
         print(f"{ts}\t{m}\t[{lo}, {hi}]")

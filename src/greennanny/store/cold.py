@@ -76,15 +76,21 @@ class ColdTier:
         return pq.read_table(p).cast(SCHEMA) if p.exists() else SCHEMA.empty_table()
 
     def drop_before(self, day: int) -> int:
-        """Delete every day file before `day`; returns how many went."""
-        gone = 0
+        """Delete every day file before `day`; returns the points they held (what retention
+        reports as removed: a count of files would read as points in `db maintain`)."""
+        rows = files = 0
         for d in self.days():
             if d < day:
-                self.path(d).unlink(missing_ok=True)
-                gone += 1
-        if gone:
+                p = self.path(d)
+                try:
+                    rows += pq.read_metadata(p).num_rows
+                except (OSError, pa.ArrowInvalid):
+                    pass  # unreadable: it goes all the same, uncounted
+                p.unlink(missing_ok=True)
+                files += 1
+        if files:
             fsync_dir(self.root)
-        return gone
+        return rows
 
     def bytes(self) -> int:
         return sum(p.stat().st_size for p in self.root.glob("*.parquet"))
