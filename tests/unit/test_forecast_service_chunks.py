@@ -91,3 +91,41 @@ def test_backtest_refuses_an_unknown_model_by_name(tmp_path):
     svc = ForecastService(_store(tmp_path / "s.duckdb"), ForecastConfig(), SystemClock())
     with pytest.raises(Exception, match="unknown forecast model 'prophet'; known:"):
         svc.backtest(END + 1, models=["prophet"])
+
+
+def test_refreshes_reuse_each_series_choice_and_widths_until_the_refit_is_due(tmp_path):
+    from greennanny.forecast.models import make_model
+    from greennanny.forecast.panel import Panel
+
+    store = _store(tmp_path / "s.duckdb")
+    svc = ForecastService(store, ForecastConfig(horizon_h=6, refit_h=24), SystemClock())
+    first = svc.run_once(END + 1)
+    assert first.refit and first.refreshed == 0 and first.forecasts == 5
+    chosen = {sid: (m, mean.copy()) for sid, (m, mean) in _latest(store).items()}
+    meta = {s.id: store.latest_forecast(s.id)[0] for s in store.series()}
+
+    later = END + 1 + 15 * 60 * 10**9  # the next refresh, 15 min on
+    second = svc.run_once(later)
+    assert not second.refit and second.refreshed == 3  # the three sine series; the fallbacks go the full way
+    assert second.forecasts == 5 and second.fallbacks == 2
+    for s in store.series():
+        got, pts = store.latest_forecast(s.id)
+        assert got["model"] == chosen[s.id][0]
+        if s.key.quantity == "air_temperature" and s.key.device.startswith("dev"):
+            # the refit's backtest figures and interval half-widths ride along
+            assert got["backtest_mase"] == meta[s.id]["backtest_mase"]
+            old = store._cur().execute(
+                "SELECT hi80 - mean, hi95 - mean FROM forecast_points WHERE run_id = ? AND series_id = ? ORDER BY ts",
+                [first.run_id, s.id]).fetchall()
+            np.testing.assert_allclose((pts["hi80"] - pts["mean"]).to_numpy(), [a for a, _ in old], atol=1e-9)
+            np.testing.assert_allclose((pts["hi95"] - pts["mean"]).to_numpy(), [b for _, b in old], atol=1e-9)
+            # and the mean is the chosen model fitted on today's window
+            model = make_model(got["model"], 96)
+            panel = svc._prepared(np.array([s.id]), later).panel
+            model.fit(Panel(panel.series_ids, panel.start_ns, panel.step_ns, panel.values))
+            np.testing.assert_allclose(pts["mean"].to_numpy(), model.predict(24)[0], atol=1e-9)
+
+    assert svc.run_once(END + 1 + 25 * 3600 * 10**9).refit  # a day on: chosen again
+    assert svc.run_once(END + 1).refit  # the clock went back (a run --at an earlier time)
+    always = ForecastService(store, ForecastConfig(horizon_h=6, refit_h=0), SystemClock())
+    assert always.run_once(END + 1).refit and always.run_once(later).refit

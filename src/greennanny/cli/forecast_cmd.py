@@ -78,8 +78,10 @@ def run(series: list[int] = SeriesOpt, at: str = AtOpt, as_json: bool = typer.Op
                       "; for imported history give --at (a time near its end)")
         return
     models = ", ".join(f"{m} {n}" for m, n in sorted(body["models"].items()))
+    how = "models chosen by backtest" if body.get("refit", True) else \
+        f"a refresh: {body['refreshed']} series with the model of the last refit"
     console.print(f"run {body['run_id']}: {body['forecasts']} of {body['series_considered']} series forecast "
-                  f"in {body['seconds']} s; models: {models}; fallbacks: {body['fallbacks']}")
+                  f"in {body['seconds']} s ({how}); models: {models}; fallbacks: {body['fallbacks']}")
     q = {k: v for k, v in body.get("quality", {}).items() if v}
     if q:
         console.print("data quality: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in q.items()))

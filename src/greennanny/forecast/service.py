@@ -29,6 +29,7 @@ import pandas as pd
 from greennanny.config import ForecastConfig
 from greennanny.forecast.models import make_model
 from greennanny.forecast.quality import QualityReport, QualityRules, prepare_panel, triage
+from greennanny.forecast.refresh import Choice, merge, refresh, refreshable, remember
 from greennanny.forecast.runner import forecast_panel
 from greennanny.forecast.selection import select_by_backtest
 from greennanny.runtime.clock import Clock
@@ -52,6 +53,8 @@ class ForecastRunSummary:
     fallbacks: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
     quality: dict[str, int] = field(default_factory=dict)
+    refit: bool = True  # the models were chosen again by backtest (else: a refresh of the last choice)
+    refreshed: int = 0  # series forecast with their remembered model (the rest went the full way)
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -77,6 +80,8 @@ class ForecastService:
         self.clock = clock
         self.last: ForecastRunSummary | None = None
         self._run_lock = threading.Lock()  # the refresh thread and a run asked for through the API
+        self._choices: dict[int, Choice] = {}  # per series, from the last full refit (forecast/refresh.py)
+        self._refit_ns: int | None = None  # `now` of the last refit of every series
 
     def _grid(self, now: int) -> tuple[int, int, int, int, int]:
         """(step, season, horizon, end, length) of the panel for a run at `now`."""
@@ -134,13 +139,26 @@ class ForecastService:
         chunk = self.cfg.chunk_series
         if progress is not None:
             progress(0, len(series))
+        refit = self._refit_due(now)
+        summary.refit = refit
         for k in range(0, len(series), chunk):
             ids = np.array([s.id for s in series[k:k + chunk]], dtype=np.int64)
             prepared = self._prepared(ids, now)
-            res = forecast_panel(prepared.panel, horizon=horizon, season=season, models=self.cfg.models,
-                                 backtest_origins=self.cfg.backtest_origins, now_ns=now,
-                                 prefer_margin=self.cfg.prefer_margin,
-                                 min_history=self._rules(step).min_history_steps, quality=prepared.by_id())
+            panel, min_steps = prepared.panel, self._rules(step).min_history_steps or 2 * season
+            rows = np.zeros(0, np.intp) if refit else refreshable(panel, self._choices, horizon, min_steps)
+            rest = np.setdiff1d(np.arange(panel.n_series), rows)
+            parts = []
+            if rows.size:
+                parts.append(refresh(panel.take(rows), self._choices, horizon=horizon, season=season, now_ns=now))
+                summary.refreshed += int(rows.size)
+            if rest.size:
+                full = forecast_panel(panel.take(rest), horizon=horizon, season=season, models=self.cfg.models,
+                                      backtest_origins=self.cfg.backtest_origins, now_ns=now,
+                                      prefer_margin=self.cfg.prefer_margin, min_history=min_steps,
+                                      quality=prepared.by_id())
+                self._choices.update(remember(full))
+                parts.append(full)
+            res = merge(parts)
             reports += prepared.reports
             self._write(run_id, now, res)
             summary.forecasts += len(res.series_ids)
@@ -149,6 +167,8 @@ class ForecastService:
             skipped.update(res.skipped.values())
             if progress is not None:
                 progress(min(k + chunk, len(series)), len(series))
+        if refit and series_ids is None:
+            self._refit_ns = now
         summary.quality = _quality_counts(reports)
         summary.run_id = run_id
         summary.models = dict(models)
@@ -158,6 +178,13 @@ class ForecastService:
         log.info("forecast run %d: %d series, models %s, %d fallbacks, %.1f s", run_id, summary.forecasts,
                  summary.models, summary.fallbacks, summary.seconds)
         return summary
+
+    def _refit_due(self, now: int) -> bool:
+        """Choose again when `refit_h` has passed since the last refit of every series, when the
+        clock went back (a run `--at` an earlier time), or always with refit_h = 0."""
+        last = self._refit_ns
+        return (self.cfg.refit_h == 0 or last is None or now < last
+                or now - last >= self.cfg.refit_h * 3600 * 1_000_000_000)
 
     def _write(self, run_id: int, now: int, res: Any) -> None:
         n = len(res.series_ids)
@@ -243,8 +270,11 @@ class ForecastService:
         return [self.run_once(now_ns=e + 1) for e in ends]
 
     def loop(self, stop: threading.Event) -> None:
-        """Refresh every `refresh_min` minutes until `stop` is set; a failed run is logged, not fatal."""
-        while not stop.wait(5 if self.last is None else self.cfg.refresh_min * 60):
+        """Run 5 s after start, then at every `refresh_min` boundary of the wall clock (:00, :15,
+        ... by default, plus 5 s for the bin's last readings), until `stop` is set; a failed run is
+        logged, not fatal."""
+        every = self.cfg.refresh_min * 60 * 1_000_000_000
+        while not stop.wait(5 if self.last is None else (every - self.clock.now_ns() % every) / 1e9 + 5):
             try:
                 self.run_once()
             except Exception:

@@ -1,0 +1,98 @@
+"""Refreshes between full refits: the model each series was given at the last refit, fitted on
+the new data, with the interval widths that refit's backtest measured.
+
+Why: the expensive part of a run is choosing, not fitting. The selection backtest fits every
+candidate at several origins (and `blend` weighs its members by a backtest of its own at each),
+while a refresh only needs the chosen model on today's window. So the node refreshes often
+(`[forecast] refresh_min`) and re-chooses, with new backtest errors and interval widths, only
+every `refit_h` hours. A refresh is never a silent fallback: a series that has no choice yet
+(new), or whose data now needs a fallback (too short, constant), goes through the full path of
+`runner.forecast_panel`, and the result says which series were refreshed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from greennanny.forecast.base import ForecastResult
+from greennanny.forecast.models import make_model
+from greennanny.forecast.panel import Panel
+from greennanny.forecast.quality import triage
+
+
+@dataclass(slots=True)
+class Choice:
+    """What a full refit decided for one series (the backtest figures stay those of the refit)."""
+
+    model: str
+    mae: float
+    mase: float
+    runner_up: str | None
+    runner_up_mase: float
+    half80: np.ndarray  # (h,) half-width of the 80 % interval per horizon step
+    half95: np.ndarray
+
+
+def remember(res: ForecastResult) -> dict[int, Choice]:
+    """The choices of a full run: every series that got its model by backtest (not a fallback)."""
+    out = {}
+    for i, sid in enumerate(res.series_ids.tolist()):
+        if res.fallback_reason[i] is None:
+            out[int(sid)] = Choice(res.model[i], float(res.backtest_mae[i]), float(res.backtest_mase[i]),
+                                   res.runner_up[i], float(res.runner_up_mase[i]),
+                                   res.hi80[i] - res.mean[i], res.hi95[i] - res.mean[i])
+    return out
+
+
+def refreshable(panel: Panel, choices: Mapping[int, Choice], horizon: int, min_history: int) -> np.ndarray:
+    """Rows whose series has a choice with this horizon and data a model can still be fitted to."""
+    tri = triage(panel.values, min_history)
+    has = np.isfinite(panel.values).any(axis=1)
+    known = np.array([(c := choices.get(int(s))) is not None and c.half80.size == horizon
+                      for s in panel.series_ids.tolist()], dtype=bool)
+    return np.flatnonzero(known & has & ~tri.too_short & ~tri.constant)
+
+
+def refresh(panel: Panel, choices: Mapping[int, Choice], *, horizon: int, season: int, now_ns: int) -> ForecastResult:
+    """Forecast every row of `panel` (all refreshable) with its remembered model, grouped by model."""
+    n = panel.n_series
+    mean = np.full((n, horizon), np.nan)
+    picks = [choices[int(s)] for s in panel.series_ids.tolist()]
+    for name in sorted({c.model for c in picks}):
+        rows = np.array([i for i, c in enumerate(picks) if c.model == name], dtype=np.intp)
+        model = make_model(name, season)
+        model.fit(panel.take(rows))
+        mean[rows] = model.predict(horizon)
+    bad = ~np.isfinite(mean).all(axis=1)
+    if bad.any():  # cannot happen for the registry's models on triaged rows; never store it silently
+        raise RuntimeError(f"refresh gave non-finite forecasts for series {panel.series_ids[bad].tolist()}")
+    h80 = np.stack([c.half80 for c in picks])
+    h95 = np.stack([c.half95 for c in picks])
+    step = panel.step_ns
+    return ForecastResult(
+        series_ids=panel.series_ids.copy(), start_ns=panel.end_ns, step_ns=step, mean=mean,
+        lo80=mean - h80, hi80=mean + h80, lo95=mean - h95, hi95=mean + h95,
+        model=[c.model for c in picks], backtest_mae=np.array([c.mae for c in picks]),
+        backtest_mase=np.array([c.mase for c in picks]), runner_up=[c.runner_up for c in picks],
+        runner_up_mase=np.array([c.runner_up_mase for c in picks]), fallback_reason=[None] * n,
+        made_at_ns=now_ns, quality_notes=[None] * n)
+
+
+def merge(parts: list[ForecastResult]) -> ForecastResult:
+    """One result of several over the same grid and horizon (rows in the order given)."""
+    parts = [p for p in parts if p.series_ids.size or p.skipped]
+    first = parts[0]
+    cat = np.concatenate
+    return ForecastResult(
+        series_ids=cat([p.series_ids for p in parts]), start_ns=first.start_ns, step_ns=first.step_ns,
+        mean=cat([p.mean for p in parts]), lo80=cat([p.lo80 for p in parts]), hi80=cat([p.hi80 for p in parts]),
+        lo95=cat([p.lo95 for p in parts]), hi95=cat([p.hi95 for p in parts]),
+        model=[m for p in parts for m in p.model], backtest_mae=cat([p.backtest_mae for p in parts]),
+        backtest_mase=cat([p.backtest_mase for p in parts]), runner_up=[r for p in parts for r in p.runner_up],
+        runner_up_mase=cat([p.runner_up_mase for p in parts]),
+        fallback_reason=[f for p in parts for f in p.fallback_reason], made_at_ns=first.made_at_ns,
+        skipped={k: v for p in parts for k, v in p.skipped.items()},
+        quality_notes=[q for p in parts for q in (p.quality_notes or [None] * p.series_ids.size)])
