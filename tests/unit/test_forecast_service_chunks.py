@@ -129,3 +129,19 @@ def test_refreshes_reuse_each_series_choice_and_widths_until_the_refit_is_due(tm
     assert svc.run_once(END + 1).refit  # the clock went back (a run --at an earlier time)
     always = ForecastService(store, ForecastConfig(horizon_h=6, refit_h=0), SystemClock())
     assert always.run_once(END + 1).refit and always.run_once(later).refit
+
+
+def test_a_series_that_falls_back_at_a_refit_is_not_refreshed_with_its_old_model(tmp_path):
+    from greennanny.forecast.refresh import Choice
+
+    store = _store(tmp_path / "s.duckdb")
+    svc = ForecastService(store, ForecastConfig(horizon_h=6, refit_h=24), SystemClock())
+    co2 = next(s.id for s in store.series() if s.key.quantity == "co2")
+    # a choice left from an earlier refit, when this series still had a model of its own
+    svc._choices[co2] = Choice("ets", 1.0, 0.9, None, float("nan"), np.ones(24), np.ones(24) * 2)
+    svc.run_once(END + 1)  # a refit: the series is constant now, so it falls back
+    meta, _ = store.latest_forecast(co2)
+    assert meta["fallback_reason"].startswith("constant series")
+    assert co2 not in svc._choices
+    later = svc.run_once(END + 1 + 15 * 60 * 10**9)
+    assert not later.refit and store.latest_forecast(co2)[0]["model"] == "last_value"

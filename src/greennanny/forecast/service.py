@@ -156,6 +156,9 @@ class ForecastService:
                                       backtest_origins=self.cfg.backtest_origins, now_ns=now,
                                       prefer_margin=self.cfg.prefer_margin, min_history=min_steps,
                                       quality=prepared.by_id())
+                for sid, why in zip(full.series_ids.tolist(), full.fallback_reason):
+                    if why is not None:  # a fallback now: no remembered model may stand in for it
+                        self._choices.pop(int(sid), None)
                 self._choices.update(remember(full))
                 parts.append(full)
             res = merge(parts)
