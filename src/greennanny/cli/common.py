@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from greennanny.config import Config, config_from_dict, load_config
 from greennanny.errors import ConfigError, GreennannyError
@@ -64,3 +65,14 @@ def friendly(fn: F) -> F:
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def progress_bar(*, after: str = "", remaining: bool = False, transient: bool = True) -> Progress:
+    """The CLI's one progress bar: description, bar, done/total, `after` (a text or a
+    `{task.fields[...]}` template), then the time left or elapsed. Drawn only on a terminal: in a
+    log or a pipe a bar is noise, cut to the 80 columns rich assumes there."""
+    cols: list[Any] = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
+    if after:
+        cols.append(TextColumn(after))
+    cols.append(TimeRemainingColumn() if remaining else TimeElapsedColumn())
+    return Progress(*cols, console=console, disable=not console.is_terminal, transient=transient)

@@ -11,17 +11,11 @@ from typing import Any
 
 import numpy as np
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from greennanny.cli.backend import open_backend
-from greennanny.cli.common import ConfigOpt, ViaOpt, console, friendly, print_json, resolve_config
+from greennanny.cli.common import ConfigOpt, ViaOpt, console, friendly, print_json, progress_bar, resolve_config
 from greennanny.errors import ConfigError, DecodeError, UnknownDevice
 from greennanny.model import QUANTITIES, Batch
-
-
-def progress_bar() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    console=console, transient=False)
 
 
 def build_spec(file: Path, preset: str | None, time_col: str | None, tz: str | None, zone_col: str | None,
@@ -70,7 +64,7 @@ def _import(file: Path, spec: Any, as_json: bool, config: Path | None, via: str)
 
     batch, stats = read_climate_csv(file, spec)
     written = replaced = 0
-    with open_backend(resolve_config(config), prefer=via) as b, progress_bar() as bar:
+    with open_backend(resolve_config(config), prefer=via) as b, progress_bar(remaining=True, transient=False) as bar:
         task = bar.add_task(f"import via {b.via}", total=len(batch))
         for chunk in chunks(batch, 100_000):
             res = b.write_batch(chunk)
@@ -128,7 +122,7 @@ def _replay(file: Path, broker: str | None, speed: str, limit: int, config: Path
         msgs = replay.batch_messages(read_climate_csv(file, spec())[0])
     if limit:
         msgs = msgs[:limit]
-    with progress_bar() as bar:
+    with progress_bar(remaining=True, transient=False) as bar:
         task = bar.add_task(f"publish to {url}", total=len(msgs))
         acked = replay.publish(url, msgs, speed=s, progress=lambda n: bar.advance(task, n))
     console.print(f"published {len(msgs)} messages, {acked} acknowledged by the broker")

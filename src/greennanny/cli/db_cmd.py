@@ -9,11 +9,10 @@ from typing import Any
 import httpx
 import pyarrow.parquet as pq
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from greennanny.cli.backend import open_backend
-from greennanny.cli.common import ConfigOpt, ViaOpt, console, friendly, print_json, resolve_config
+from greennanny.cli.common import ConfigOpt, ViaOpt, console, friendly, print_json, progress_bar, resolve_config
 from greennanny.errors import GreennannyError
 from greennanny.store.export import DEFAULT_CHUNK_ROWS, ExportRequest, export_bytes, plan_export
 from greennanny.store.export import Progress as ExportProgress
@@ -100,15 +99,11 @@ def export(
                   f"via {b.via})", highlight=False)
 
 
-def _bar() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                    TimeElapsedColumn(), console=console, disable=not console.is_terminal, transient=True)
-
 
 def _export_from_store(store: Any, req: ExportRequest, part: Path) -> tuple[int, int]:
     plan = plan_export(store, req, now_ns=time.time_ns())
     prog = ExportProgress()
-    with part.open("wb") as fh, _bar() as bar:
+    with part.open("wb") as fh, progress_bar(after="{task.fields[info]}") as bar:
         task = bar.add_task("exporting chunks", total=max(len(plan.chunks), 1), info="")
         for data in export_bytes(store, plan, prog):
             fh.write(data)
@@ -128,7 +123,7 @@ def _export_from_api(b: Any, req: ExportRequest, part: Path) -> tuple[int, int]:
             if r.status_code >= 400:
                 r.read()
                 b._json(r)  # raises ApiError with the API's message
-            with part.open("wb") as fh, _bar() as bar:
+            with part.open("wb") as fh, progress_bar(after="{task.fields[info]}") as bar:
                 task = bar.add_task("exporting through the node's API", total=None, info="")
                 for data in r.iter_bytes():
                     fh.write(data)

@@ -12,22 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from greennanny.cli.backend import Backend, open_backend
-from greennanny.cli.common import ConfigOpt, ViaOpt, console, friendly, print_json, resolve_config
+from greennanny.cli.common import ConfigOpt, ViaOpt, console, friendly, print_json, progress_bar, resolve_config
 from greennanny.config import Config
 
 app = typer.Typer(help="Run, show and backtest forecasts.", no_args_is_help=True)
 
 SeriesOpt = typer.Option(None, "--series", "-s", help="Only this series id (repeat for more).")
 AtOpt = typer.Option(None, "--at", help="As of this instant (ISO 8601 or epoch; default now): for imported history.")
-
-
-def _bar() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("series"),
-                    TimeElapsedColumn(), console=console, transient=True)
 
 
 def _service(cfg: Config, b: Backend) -> Any:
@@ -45,7 +39,7 @@ def _at_ns(at: str | None) -> int | None:
 
 def _with_progress(label: str, work: Any) -> Any:
     """`work(progress)` under a bar that the work moves (series done of series in the run)."""
-    with _bar() as bar:
+    with progress_bar(after="series") as bar:
         task = bar.add_task(label, total=None)
 
         def progress(done: int, total: int) -> None:
