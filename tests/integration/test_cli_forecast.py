@@ -56,6 +56,12 @@ def test_forecast_commands_on_the_file_and_through_the_node(tmp_path, mosquitto)
     r = cli(cfg, "forecast", "backtest", "--models", "seasonal_naive,prophet")
     assert r.returncode != 0 and "unknown forecast model 'prophet'" in " ".join(r.stderr.split())
 
+    r = cli(cfg, "forecast", "backtest", "--at", "-1d", "--json")  # the same relative times as db export
+    assert r.returncode == 0, r.stderr
+    assert [row["series_id"] for row in json.loads(r.stdout)["series"]] == [1, 2]
+    r = cli(cfg, "forecast", "run", "--at", "-2x")
+    assert r.returncode != 0 and "--at '-2x' is not a time before now" in " ".join(r.stderr.split())
+
     r = cli(cfg, "forecast", "run", "--at", "2001-01-01T00:00:00Z")
     assert r.returncode == 0 and "give --at" in " ".join(r.stderr.split()), r.stderr
 

@@ -145,3 +145,18 @@ def test_a_series_that_falls_back_at_a_refit_is_not_refreshed_with_its_old_model
     assert co2 not in svc._choices
     later = svc.run_once(END + 1 + 15 * 60 * 10**9)
     assert not later.refit and store.latest_forecast(co2)[0]["model"] == "last_value"
+
+
+def test_per_epoch_runs_forecast_each_series_once(tmp_path):
+    """Demo finding: a series ending 3 days before the others was in both epochs' windows and got
+    two forecasts (43 forecast rows for 41 series in the demo)."""
+    store = _store(tmp_path / "s.duckdb")
+    t = END - np.arange(3 * 288 + 10 * 288, 3 * 288, -1, dtype=np.int64) * STEP  # ends 3 days earlier
+    hours = (t // 10**9 % 86_400) / 3600
+    key = SeriesKey("gh", "z9", "early", "air_temperature")
+    store.write(Batch([key], np.zeros(len(t), np.int32), t, np.round(18 + 3 * np.sin((hours - 9) / 24 * 2 * np.pi), 2),
+                      np.zeros(len(t), np.uint8), {}))
+    runs = ForecastService(store, ForecastConfig(horizon_h=6), SystemClock()).run_per_epoch()
+    assert len(runs) == 2 and [r.forecasts for r in runs] == [1, 5]
+    rows = store._cur().execute("SELECT series_id, count(*) FROM forecast_runs GROUP BY 1").fetchall()
+    assert len(rows) == 6 and all(n == 1 for _, n in rows)

@@ -76,3 +76,13 @@ def progress_bar(*, after: str = "", remaining: bool = False, transient: bool = 
         cols.append(TextColumn(after))
     cols.append(TimeRemainingColumn() if remaining else TimeElapsedColumn())
     return Progress(*cols, console=console, disable=not console.is_terminal, transient=transient)
+
+
+def relative_time(text: str | None, option: str, now_ns: int) -> str | None:
+    """`now` and times before now (`-7d`, `-12h`, as `db export` takes them) as epoch ns text;
+    anything else unchanged, for the API (ISO 8601 or an epoch number), which names a bad value."""
+    if text is None or not (text.strip().startswith("-") or text.strip().lower() == "now"):
+        return text
+    from greennanny.store.export import parse_time
+
+    return str(parse_time(text, option=option, now_ns=now_ns))

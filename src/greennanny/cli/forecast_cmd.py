@@ -7,6 +7,7 @@ store) the node does the work and the CLI waits with a spinner. Both print the s
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -15,13 +16,22 @@ import typer
 from rich.table import Table
 
 from greennanny.cli.backend import Backend, open_backend
-from greennanny.cli.common import ConfigOpt, ViaOpt, console, friendly, print_json, progress_bar, resolve_config
+from greennanny.cli.common import (
+    ConfigOpt,
+    ViaOpt,
+    console,
+    friendly,
+    print_json,
+    progress_bar,
+    relative_time,
+    resolve_config,
+)
 from greennanny.config import Config
 
 app = typer.Typer(help="Run, show and backtest forecasts.", no_args_is_help=True)
 
 SeriesOpt = typer.Option(None, "--series", "-s", help="Only this series id (repeat for more).")
-AtOpt = typer.Option(None, "--at", help="As of this instant (ISO 8601 or epoch; default now): for imported history.")
+AtOpt = typer.Option(None, "--at", help="As of this instant (ISO 8601, epoch, now, or before now: -2d; default now): for imported history.")
 
 
 def _service(cfg: Config, b: Backend) -> Any:
@@ -54,14 +64,15 @@ def run(series: list[int] = SeriesOpt, at: str = AtOpt, as_json: bool = typer.Op
         config: Path = ConfigOpt, via: str = ViaOpt) -> None:
     """Forecast every series of the configured quantities (or --series) now, and store the forecasts."""
     cfg = resolve_config(config)
+    at_text = relative_time(at, "--at", time.time_ns())
     with open_backend(cfg, prefer=via) as b:
         if b.via == "file":
             svc = _service(cfg, b)
-            body = _with_progress("forecasting", lambda p: svc.run_once(_at_ns(at), series_ids=series or None,
+            body = _with_progress("forecasting", lambda p: svc.run_once(_at_ns(at_text), series_ids=series or None,
                                                                          progress=p)).as_dict()
         else:
             with console.status("the node is forecasting"):
-                body = b.client.post("/forecasts/run", params=_params(series=series, at=at), timeout=3600)
+                body = b.client.post("/forecasts/run", params=_params(series=series, at=at_text), timeout=3600)
                 body = Backend._json(body)
     if as_json:
         print_json(body)
@@ -114,18 +125,19 @@ def backtest(series: list[int] = SeriesOpt, at: str = AtOpt,
              config: Path = ConfigOpt, via: str = ViaOpt) -> None:
     """Each model's rolling-origin backtest error (MASE) per series, the choice and the runner-up."""
     cfg = resolve_config(config)
+    at_text = relative_time(at, "--at", time.time_ns())
     names = [m.strip() for m in models.split(",") if m.strip()] if models else None
     with open_backend(cfg, prefer=via) as b:
         if b.via == "file":
             svc = _service(cfg, b)
-            rows = _with_progress("backtesting", lambda p: svc.backtest(_at_ns(at), series_ids=series or None,
+            rows = _with_progress("backtesting", lambda p: svc.backtest(_at_ns(at_text), series_ids=series or None,
                                                                          models=names, progress=p))
             body = {"origins": cfg.forecast.backtest_origins, "horizon_h": cfg.forecast.horizon_h,
                     "step_min": cfg.forecast.step_min, "series": rows}
         else:
             with console.status("the node is backtesting"):
                 body = Backend._json(b.client.get("/forecasts/backtest", timeout=3600,
-                                                  params=_params(series=series, at=at, models=models)))
+                                                  params=_params(series=series, at=at_text, models=models)))
     if as_json:
         print_json(body)
         return

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from greennanny.cli.backend import open_backend
-from greennanny.cli.common import ConfigOpt, ViaOpt, console, friendly, print_json, resolve_config
+from greennanny.cli.common import ConfigOpt, ViaOpt, console, friendly, print_json, relative_time, resolve_config
 from greennanny.errors import ConfigError
 
 app = typer.Typer(help="List series, read points and forecasts.", no_args_is_help=True)
@@ -42,14 +42,12 @@ def points(series_id: int, start: str = typer.Option(None, help="ISO 8601, epoch
            as_json: bool = typer.Option(False, "--json", help="Print JSON (the API's body)."),
            config: Path = ConfigOpt, via: str = ViaOpt) -> None:
     """Points of one series in a time range, optionally averaged per bucket."""
-    from greennanny.store.export import parse_duration, parse_time
+    from greennanny.store.export import parse_duration
 
     now = time.time_ns()
 
-    def when(text: str | None, option: str) -> str | None:  # the same relative times as `db export`
-        if text is None or not (text.strip().startswith("-") or text.strip().lower() == "now"):
-            return text
-        return str(parse_time(text, option=option, now_ns=now))
+    def when(text: str | None, option: str) -> str | None:
+        return relative_time(text, option, now)
 
     every_s = None
     if every is not None:

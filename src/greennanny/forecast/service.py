@@ -91,13 +91,16 @@ class ForecastService:
             self.cfg.history_days * DAY_NS // step
 
     def _candidates(self, now: int, series_ids: Sequence[int] | None) -> list[Any]:
-        """The series a run at `now` forecasts: the configured quantities with a reading in the
+        """The series a run at `now` forecasts: the configured quantities with readings in the
         history window (or exactly `series_ids`, any quantity, when given)."""
         step, _, _, end, length = self._grid(now)
         start = end - length * step
         pool = [s for q in self.cfg.quantities for s in self.store.series(quantity=q)] if series_ids is None \
             else [s for s in (self.store.series_by_id(int(i)) for i in series_ids) if s is not None]
-        return [s for s in pool if s.last_ns is not None and start <= s.last_ns < end]
+        # readings inside the window: a run as of an earlier time (--at) also takes series that go on
+        # after it (their later points are not read)
+        return [s for s in pool if s.last_ns is not None and s.last_ns >= start
+                and (s.first_ns if s.first_ns is not None else s.last_ns) < end]
 
     def _prepared(self, ids: np.ndarray, now: int) -> Any:
         step, _, _, end, length = self._grid(now)
@@ -262,15 +265,16 @@ class ForecastService:
         their last reading (a new group where the gap exceeds `gap_ns`) and each group is
         forecast from its own end.
         """
-        last = sorted({s.last_ns for q in self.cfg.quantities for s in self.store.series(quantity=q)
-                       if s.last_ns is not None})
-        ends: list[int] = []
-        for t in last:
-            if ends and t - ends[-1] <= gap_ns:
-                ends[-1] = t
+        series = sorted((s for q in self.cfg.quantities for s in self.store.series(quantity=q)
+                         if s.last_ns is not None), key=lambda s: s.last_ns or 0)
+        groups: list[tuple[int, list[int]]] = []  # (end, series ids): each series in one group only
+        for s in series:
+            t = int(s.last_ns or 0)
+            if groups and t - groups[-1][0] <= gap_ns:
+                groups[-1] = (t, groups[-1][1] + [s.id])
             else:
-                ends.append(t)
-        return [self.run_once(now_ns=e + 1) for e in ends]
+                groups.append((t, [s.id]))
+        return [self.run_once(now_ns=end + 1, series_ids=ids) for end, ids in groups]
 
     def loop(self, stop: threading.Event) -> None:
         """Run 5 s after start, then at every `refresh_min` boundary of the wall clock (:00, :15,
