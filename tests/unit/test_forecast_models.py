@@ -133,3 +133,64 @@ def test_ets_backtest_origin_inside_start_window_has_no_forecast() -> None:
 def test_ets_rejects_leads_longer_than_the_season() -> None:
     with pytest.raises(ValueError, match="leads"):
         ETS(4, leads=(5,))
+
+
+def _noisy(n: int, t: int, seed: int = 3) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return _sine(t)[None, :] + rng.normal(0, 0.4, (n, t)).cumsum(axis=1) * 0.1 + rng.normal(0, 0.3, (n, t))
+
+
+def test_ets_update_with_kept_parameters_equals_a_fit_on_a_one_point_grid() -> None:
+    values = _noisy(4, 10 * M)
+    values[1, 300:340] = NAN
+    first = ETS(M)
+    first.fit(_panel(values[:, : 9 * M]))
+    kept = first.params()
+    assert {tuple(sorted(p)) for p in kept} == {("alpha", "beta", "gamma", "phi")}
+    later = ETS(M)
+    later.use_params(kept)
+    later.update(_panel(values))  # a day more data, no search
+    for i, p in enumerate(kept):
+        one = ETS(M, grid=EtsGrid(alpha=(p["alpha"],), gamma=(p["gamma"],), trend=((p["beta"], p["phi"]),)))
+        one.fit(_panel(values[i : i + 1]))
+        np.testing.assert_allclose(later.predict(M)[i], one.predict(M)[0], atol=1e-12)
+    assert later.params() == kept
+
+
+def test_ets_params_after_a_backtest_are_those_of_the_last_origin() -> None:
+    values = _noisy(3, 10 * M, seed=5)
+    model = ETS(M)
+    model.forecast_origins(_panel(values), [8 * M, 10 * M, 9 * M], M)
+    fitted = ETS(M)
+    fitted.fit(_panel(values))
+    assert model.params() == fitted.params()
+
+
+@pytest.mark.parametrize("name", ["ets", "blend", "combo"])
+def test_kept_parameters_reproduce_the_forecast_they_came_from(name: str) -> None:
+    values = _noisy(5, 14 * M, seed=7)
+    panel = _panel(values)
+    model = make_model(name, M)
+    model.fit(panel)
+    again = make_model(name, M)
+    again.use_params(model.params())  # type: ignore[attr-defined]
+    again.update(panel)
+    np.testing.assert_allclose(again.predict(M), model.predict(M), atol=1e-12)
+
+
+def test_blend_update_keeps_its_weights_and_a_fit_chooses_them_again() -> None:
+    values = _noisy(3, 14 * M, seed=11)
+    model = make_model("blend", M)
+    model.fit(_panel(values[:, : 13 * M]))
+    weights = [{k: v for k, v in p.items() if k.startswith("w")} for p in model.params()]  # type: ignore[attr-defined]
+    model.update(_panel(values))
+    assert [{k: v for k, v in p.items() if k.startswith("w")} for p in model.params()] == weights  # type: ignore[attr-defined]
+    model.fit(_panel(values))
+    assert [{k: v for k, v in p.items() if k.startswith("w")} for p in model.params()] != weights  # type: ignore[attr-defined]
+
+
+def test_parameters_missing_a_field_are_refused_naming_it() -> None:
+    with pytest.raises(ValueError, match="'gamma'"):
+        ETS(M).use_params([{"alpha": 0.1, "beta": 0.0, "phi": 1.0}])
+    with pytest.raises(ValueError, match="'w2'"):
+        make_model("blend", M).use_params([{"w0": 0.5, "w1": 0.5}])  # type: ignore[attr-defined]

@@ -103,6 +103,7 @@ def test_refreshes_reuse_each_series_choice_and_widths_until_the_refit_is_due(tm
     assert first.refit and first.refreshed == 0 and first.forecasts == 5
     chosen = {sid: (m, mean.copy()) for sid, (m, mean) in _latest(store).items()}
     meta = {s.id: store.latest_forecast(s.id)[0] for s in store.series()}
+    kept = {sid: c.params for sid, c in svc._choices.items()}
 
     later = END + 1 + 15 * 60 * 10**9  # the next refresh, 15 min on
     second = svc.run_once(later)
@@ -119,11 +120,16 @@ def test_refreshes_reuse_each_series_choice_and_widths_until_the_refit_is_due(tm
                 [first.run_id, s.id]).fetchall()
             np.testing.assert_allclose((pts["hi80"] - pts["mean"]).to_numpy(), [a for a, _ in old], atol=1e-9)
             np.testing.assert_allclose((pts["hi95"] - pts["mean"]).to_numpy(), [b for _, b in old], atol=1e-9)
-            # and the mean is the chosen model fitted on today's window
+            # and the mean is the chosen model run on today's window with the refit's parameters
             model = make_model(got["model"], 96)
             panel = svc._prepared(np.array([s.id]), later).panel
-            model.fit(Panel(panel.series_ids, panel.start_ns, panel.step_ns, panel.values))
+            today = Panel(panel.series_ids, panel.start_ns, panel.step_ns, panel.values)
+            assert kept[s.id] and "m0.alpha" in kept[s.id]  # blend: ETS member's alpha, weights w0..
+            model.use_params([kept[s.id]])
+            model.update(today)
             np.testing.assert_allclose(pts["mean"].to_numpy(), model.predict(24)[0], atol=1e-9)
+            model.fit(today)  # a fit would choose again: the refresh did not
+            assert model.params()[0] != kept[s.id]
 
     assert svc.run_once(END + 1 + 25 * 3600 * 10**9).refit  # a day on: chosen again
     assert svc.run_once(END + 1).refit  # the clock went back (a run --at an earlier time)

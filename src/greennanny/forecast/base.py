@@ -13,7 +13,7 @@ over the data instead of one pass per origin) and the plain fit/predict loop oth
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -39,6 +39,23 @@ class Forecaster(Protocol):
     def predict(self, h: int) -> np.ndarray: ...
 
     def update(self, panel: Panel) -> None: ...
+
+
+@runtime_checkable
+class Tunable(Protocol):
+    """A model whose fit chooses parameters per series, and can hand them out and take them back.
+
+    Why: choosing parameters is the expensive part of a fit (ETS searches a grid, `blend` runs a
+    backtest for its weights), and between full refits a forecast only needs the chosen model
+    run on the newer data. `params()` gives one JSON-safe mapping of floats per row of the last
+    fit (after `forecast_origins`, those chosen at the last origin); after `use_params(p)`,
+    `update(panel)` runs with `p` instead of choosing again. These mappings are what a refresh
+    keeps between runs and what a model registry can store: no object is ever pickled.
+    """
+
+    def params(self) -> list[dict[str, float]]: ...
+
+    def use_params(self, params: Sequence[Mapping[str, float]]) -> None: ...
 
 
 ForecasterFactory = Callable[[int], Forecaster]
@@ -74,6 +91,8 @@ class ForecastResult:
     second best (None/NaN when there was none). Series without any finite value are not in the
     rows; `skipped` maps their id to the reason. `quality_notes[i]` is what data preparation did
     to the series (stuck spans masked, gaps, duplicates; `quality.QualityReport.note`), or None.
+    `params[i]` is the chosen model's parameters when it is `Tunable` (None for the rest and for
+    fallbacks): what a refresh reuses and what a registry records.
     """
 
     series_ids: np.ndarray
@@ -93,6 +112,7 @@ class ForecastResult:
     made_at_ns: int
     skipped: dict[int, str] = field(default_factory=dict)
     quality_notes: list[str | None] = field(default_factory=list)
+    params: list[dict[str, float] | None] = field(default_factory=list)
 
     @property
     def horizon(self) -> int:

@@ -1,5 +1,7 @@
-"""Refreshes between full refits: the model each series was given at the last refit, fitted on
-the new data, with the interval widths that refit's backtest measured.
+"""Refreshes between full refits: the model each series was given at the last refit, run on the
+new data with the parameters that refit chose (`Forecaster.update` after `Tunable.use_params`:
+ETS keeps its smoothing parameters, `blend` its weights), with the interval widths that refit's
+backtest measured.
 
 Why: the expensive part of a run is choosing, not fitting. The selection backtest fits every
 candidate at several origins (and `blend` weighs its members by a backtest of its own at each),
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from greennanny.forecast.base import ForecastResult
+from greennanny.forecast.base import ForecastResult, Tunable
 from greennanny.forecast.models import make_model
 from greennanny.forecast.panel import Panel
 from greennanny.forecast.quality import triage
@@ -34,6 +36,7 @@ class Choice:
     runner_up_mase: float
     half80: np.ndarray  # (h,) half-width of the 80 % interval per horizon step
     half95: np.ndarray
+    params: dict[str, float] | None = None  # the model's parameters at the refit, if tunable
 
 
 def remember(res: ForecastResult) -> dict[int, Choice]:
@@ -43,7 +46,8 @@ def remember(res: ForecastResult) -> dict[int, Choice]:
         if res.fallback_reason[i] is None:
             out[int(sid)] = Choice(res.model[i], float(res.backtest_mae[i]), float(res.backtest_mase[i]),
                                    res.runner_up[i], float(res.runner_up_mase[i]),
-                                   res.hi80[i] - res.mean[i], res.hi95[i] - res.mean[i])
+                                   res.hi80[i] - res.mean[i], res.hi95[i] - res.mean[i],
+                                   res.params[i] if res.params else None)
     return out
 
 
@@ -64,7 +68,13 @@ def refresh(panel: Panel, choices: Mapping[int, Choice], *, horizon: int, season
     for name in sorted({c.model for c in picks}):
         rows = np.array([i for i, c in enumerate(picks) if c.model == name], dtype=np.intp)
         model = make_model(name, season)
-        model.fit(panel.take(rows))
+        part = panel.take(rows)
+        kept = [picks[i].params for i in rows.tolist()]
+        if isinstance(model, Tunable) and all(p is not None for p in kept):
+            model.use_params([p for p in kept if p is not None])
+            model.update(part)
+        else:  # parameters not kept (a model without any, or a choice from before they were)
+            model.fit(part)
         mean[rows] = model.predict(horizon)
     bad = ~np.isfinite(mean).all(axis=1)
     if bad.any():  # cannot happen for the registry's models on triaged rows; never store it silently
@@ -78,7 +88,7 @@ def refresh(panel: Panel, choices: Mapping[int, Choice], *, horizon: int, season
         model=[c.model for c in picks], backtest_mae=np.array([c.mae for c in picks]),
         backtest_mase=np.array([c.mase for c in picks]), runner_up=[c.runner_up for c in picks],
         runner_up_mase=np.array([c.runner_up_mase for c in picks]), fallback_reason=[None] * n,
-        made_at_ns=now_ns, quality_notes=[None] * n)
+        made_at_ns=now_ns, quality_notes=[None] * n, params=[c.params for c in picks])
 
 
 def merge(parts: list[ForecastResult]) -> ForecastResult:
@@ -95,4 +105,5 @@ def merge(parts: list[ForecastResult]) -> ForecastResult:
         runner_up_mase=cat([p.runner_up_mase for p in parts]),
         fallback_reason=[f for p in parts for f in p.fallback_reason], made_at_ns=first.made_at_ns,
         skipped={k: v for p in parts for k, v in p.skipped.items()},
-        quality_notes=[q for p in parts for q in (p.quality_notes or [None] * p.series_ids.size)])
+        quality_notes=[q for p in parts for q in (p.quality_notes or [None] * p.series_ids.size)],
+        params=[q for p in parts for q in (p.params or [None] * p.series_ids.size)])

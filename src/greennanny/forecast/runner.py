@@ -129,6 +129,7 @@ def forecast_panel(
         made_at_ns=now_ns,
         skipped=skipped,
         quality_notes=[note(int(sid)) for sid in sub.series_ids],
+        params=out.params,
     )
 
 
@@ -144,6 +145,7 @@ class _Rows:
         self.mase = np.full(n, np.nan)
         self.runner_up: list[str | None] = [None] * n
         self.runner_up_mase = np.full(n, np.nan)
+        self.params: list[dict[str, float] | None] = [None] * n
 
 
 def _choose(
@@ -171,6 +173,7 @@ def _choose(
     out.mase[target] = sel.mase[sel.choice[scored], scored]
     for j, r in zip(scored, target):
         out.model[r] = names[sel.choice[j]]
+        out.params[r] = sel.params[j]
         if sel.runner_up[j] >= 0:
             out.runner_up[r] = names[sel.runner_up[j]]
             out.runner_up_mase[r] = sel.mase[sel.runner_up[j], j]

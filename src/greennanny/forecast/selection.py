@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from greennanny.forecast.base import forecast_at_origins
+from greennanny.forecast.base import Tunable, forecast_at_origins
 from greennanny.forecast.models import make_model
 from greennanny.forecast.panel import Panel
 
@@ -42,6 +42,7 @@ class Selection:
     abs_err: np.ndarray  # (origins, n, h) chosen model's absolute backtest errors, NaN unused
     failed: np.ndarray  # (n_models, n) bool: the model raised or gave non-finite forecasts
     notes: list[list[str]]  # per series: what went wrong with which model
+    params: list[dict[str, float] | None]  # per series: the chosen model's parameters, if tunable
 
 
 def backtest_origins(n_steps: int, horizon: int, count: int) -> list[int]:
@@ -50,17 +51,26 @@ def backtest_origins(n_steps: int, horizon: int, count: int) -> list[int]:
 
 
 def forecast_guarded(
-    name: str, season: int, panel: Panel, origins: Sequence[int], h: int
+    name: str, season: int, panel: Panel, origins: Sequence[int], h: int,
+    params: list[dict[str, float] | None] | None = None,
 ) -> tuple[np.ndarray, dict[int, str]]:
-    """Forecasts (len(origins), n, h) of model `name`, and {row: error} for rows it raised on."""
+    """Forecasts (len(origins), n, h) of model `name`, and {row: error} for rows it raised on.
+
+    When `params` (one slot per row) is given and the model is `Tunable`, each row's slot gets
+    the parameters the model chose at the last origin.
+    """
     out = np.full((len(origins), panel.n_series, h), np.nan)
     failures: dict[int, str] = {}
 
     def attempt(rows: np.ndarray) -> None:
         part = panel if rows.size == panel.n_series else panel.take(rows)
         try:
+            model = make_model(name, season)
             with np.errstate(all="ignore"):
-                out[:, rows] = forecast_at_origins(make_model(name, season), part, origins, h)
+                out[:, rows] = forecast_at_origins(model, part, origins, h)
+            if params is not None and isinstance(model, Tunable):
+                for r, p in zip(rows.tolist(), model.params(), strict=True):
+                    params[r] = p
         except Exception as exc:  # noqa: BLE001 - a model's failure must stay that model's
             if rows.size == 1:
                 failures[int(rows[0])] = f"{type(exc).__name__}: {exc}"
@@ -102,8 +112,9 @@ def select_by_backtest(
     forecasts = np.full((len(names), b + 1, n, h), np.nan)
     failed = np.zeros((len(names), n), dtype=bool)
     notes: list[list[str]] = [[] for _ in range(n)]
+    chosen_params: list[list[dict[str, float] | None]] = [[None] * n for _ in names]
     for i, name in enumerate(names):
-        forecasts[i], raised = forecast_guarded(name, season, panel, [*origins, t], h)
+        forecasts[i], raised = forecast_guarded(name, season, panel, [*origins, t], h, chosen_params[i])
         failed[i] = ~np.isfinite(forecasts[i, -1]).all(axis=1)
         for row in np.flatnonzero(failed[i]):
             why = raised.get(int(row), "non-finite forecast")
@@ -140,7 +151,8 @@ def select_by_backtest(
     mean = forecasts[pick, -1, rows]
     abs_err = np.moveaxis(err[pick, :, rows], 0, 1) if b else np.empty((0, n, h))
     mean[choice < 0] = np.nan
-    return Selection(tuple(names), choice, runner_up, mae, mase, mean, abs_err, failed, notes)
+    params = [chosen_params[c][j] if c >= 0 else None for j, c in enumerate(choice.tolist())]
+    return Selection(tuple(names), choice, runner_up, mae, mase, mean, abs_err, failed, notes, params)
 
 
 def _mean_over_origins(per_origin: np.ndarray) -> np.ndarray:

@@ -11,11 +11,11 @@ accuracy"): mean MASE 0.86 / 1.24 / 0.81 on AGC 2018 / OSU 2024 / AGC 2022, agai
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from greennanny.forecast.base import Forecaster, forecast_at_origins
+from greennanny.forecast.base import Forecaster, Tunable, forecast_at_origins
 from greennanny.forecast.models.ets import ETS
 from greennanny.forecast.models.profile import DailyProfile
 from greennanny.forecast.panel import Panel
@@ -44,8 +44,28 @@ class Combination:
         return np.mean(np.stack([forecast_at_origins(m, panel, origins, h) for m in self.members]), axis=0)
 
     def update(self, panel: Panel) -> None:
+        """Each member's own update (ETS keeps its parameters; a profile is refitted, it is cheap)."""
         for m in self.members:
             m.update(panel)
+
+    def params(self) -> list[dict[str, float]]:
+        """Per series: each tunable member's parameters, keyed `m<i>.<name>`."""
+        out: list[dict[str, float]] | None = None
+        for i, member in enumerate(self.members):
+            if isinstance(member, Tunable):
+                rows = member.params()
+                out = out or [{} for _ in rows]
+                for d, p in zip(out, rows, strict=True):
+                    d.update({f"m{i}.{k}": v for k, v in p.items()})
+        if out is None:
+            raise RuntimeError(f"{self.name}: no member has parameters")
+        return out
+
+    def use_params(self, params: Sequence[Mapping[str, float]]) -> None:
+        for i, member in enumerate(self.members):
+            if isinstance(member, Tunable):
+                head = f"m{i}."
+                member.use_params([{k[len(head):]: v for k, v in p.items() if k.startswith(head)} for p in params])
 
 
 class Blend(Combination):
@@ -70,6 +90,31 @@ class Blend(Combination):
     def fit(self, panel: Panel) -> None:
         self._w = self._weights(panel)
         super().fit(panel)
+
+    def update(self, panel: Panel) -> None:
+        """Members' updates with the weights of the last fit: the weights' backtest is most of a
+        fit's cost, and a day's new data changes them little. No weights yet: a fit."""
+        if self._w is None or self._w.shape[1] != panel.n_series:
+            self.fit(panel)
+            return
+        super().update(panel)
+
+    def params(self) -> list[dict[str, float]]:
+        """Members' parameters (see `Combination.params`) and the weights, keyed `w<i>`."""
+        if self._w is None:
+            raise RuntimeError("blend: fit() before params()")
+        out = super().params()
+        for d, w in zip(out, self._w.T.tolist(), strict=True):
+            d.update({f"w{i}": v for i, v in enumerate(w)})
+        return out
+
+    def use_params(self, params: Sequence[Mapping[str, float]]) -> None:
+        k = len(self.members)
+        try:
+            self._w = np.array([[float(p[f"w{i}"]) for p in params] for i in range(k)])
+        except KeyError as exc:
+            raise ValueError(f"blend parameters lack {exc.args[0]!r}") from None
+        super().use_params(params)
 
     def _weights(self, panel: Panel) -> np.ndarray:
         m, t = self.season, panel.n_steps
@@ -100,9 +145,9 @@ class Blend(Combination):
 
     def forecast_origins(self, panel: Panel, origins: Sequence[int], h: int) -> np.ndarray:
         """Weights from each origin's own past (no peeking), members' fast paths for the rest."""
+        # Weights first: their inner backtests run the members too, and the members must end
+        # on the outer origins so that `params()` describes the last one.
+        weights = [self._weights(panel.head(o)) for o in origins]
         per = np.stack([forecast_at_origins(mem, panel, origins, h) for mem in self.members])  # (k, B, n, h)
-        out = np.empty(per.shape[1:])
-        for j, o in enumerate(origins):
-            w = self._weights(panel.head(o))
-            out[j] = np.einsum("kn,knh->nh", w, per[:, j])
-        return out
+        self._w = weights[int(np.argmax(origins))]
+        return np.stack([np.einsum("kn,knh->nh", w, per[:, j]) for j, w in enumerate(weights)])

@@ -30,7 +30,7 @@ after the origin.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,6 +70,9 @@ class _State:
     level: np.ndarray  # (n,)
     trend: np.ndarray  # (n,)
     phi: np.ndarray  # (n,)
+    alpha: np.ndarray  # (n,) the chosen smoothing parameters, kept so `update` can reuse them
+    beta: np.ndarray  # (n,)
+    gamma: np.ndarray  # (n,)
     season: np.ndarray  # (n, m), indexed by absolute phase t % m
     choice: np.ndarray  # (n,) grid index
     usable: np.ndarray  # (n,) bool
@@ -106,13 +109,13 @@ class ETS:
         self.grid = grid or EtsGrid()
         self.chunk_rows = chunk_rows
         self._state: _State | None = None
+        self._fixed: dict[str, np.ndarray] | None = None
         self.params_: dict[str, np.ndarray] = {}
 
     def fit(self, panel: Panel) -> None:
-        (self._state,) = self._run(panel.values, [panel.n_steps])
-        alpha, beta, gamma, phi = self.grid.arrays()
-        k = self._state.choice
-        self.params_ = {"alpha": alpha[k], "beta": beta[k], "gamma": gamma[k], "phi": phi[k]}
+        """Choose each series' grid point on `panel` and forecast from its end."""
+        self._fixed = None
+        self._set_state(self._run(panel.values, [panel.n_steps])[0])
 
     def predict(self, h: int) -> np.ndarray:
         if self._state is None:
@@ -120,13 +123,51 @@ class ETS:
         return self._state.forecast(h)
 
     def update(self, panel: Panel) -> None:
-        """Refit on the longer panel (a full pass is cheap; warm starts can come later)."""
-        self.fit(panel)
+        """Re-run the recursion on `panel` with the parameters of the last fit (or `use_params`).
+
+        No grid search: one parameter set per series instead of the grid's 19, so a refresh
+        costs about a twentieth of a fit. The state (level, season) is a function of the data
+        and the parameters, so the parameters are all that must be kept between runs. Without
+        parameters to reuse this is `fit`.
+        """
+        if self._fixed is None and self._state is not None:
+            self.use_params(self.params())
+        if self._fixed is None:
+            self.fit(panel)
+            return
+        if self._fixed["alpha"].shape[0] != panel.n_series:
+            raise ValueError(f"ets: parameters for {self._fixed['alpha'].shape[0]} series, panel has {panel.n_series}")
+        self._set_state(self._run(panel.values, [panel.n_steps])[0])
+
+    def params(self) -> list[dict[str, float]]:
+        """Per series of the last fit: alpha, beta, gamma, phi (at the last origin of a backtest)."""
+        if not self.params_:
+            raise RuntimeError("ets: fit() before params()")
+        names = ("alpha", "beta", "gamma", "phi")
+        cols = [self.params_[k].tolist() for k in names]
+        return [dict(zip(names, row, strict=True)) for row in zip(*cols, strict=True)]
+
+    def use_params(self, params: Sequence[Mapping[str, float]]) -> None:
+        """Make the next `update` run with these parameters, one mapping per series."""
+        try:
+            self._fixed = {k: np.array([float(p[k]) for p in params]) for k in ("alpha", "beta", "gamma", "phi")}
+        except KeyError as exc:
+            raise ValueError(f"ets parameters lack {exc.args[0]!r}") from None
 
     def forecast_origins(self, panel: Panel, origins: Sequence[int], h: int) -> np.ndarray:
-        """(len(origins), n, h) from one pass; see the module docstring for the start window."""
+        """(len(origins), n, h) from one pass; see the module docstring for the start window.
+
+        `params()` afterwards gives the parameters chosen at the last origin (the live one when
+        it is the panel's end).
+        """
+        self._fixed = None
         states = self._run(panel.values, list(origins))
+        self._set_state(states[int(np.argmax(origins))])
         return np.stack([s.forecast(h) for s in states])
+
+    def _set_state(self, state: _State) -> None:
+        self._state = state
+        self.params_ = {"alpha": state.alpha, "beta": state.beta, "gamma": state.gamma, "phi": state.phi}
 
     def _run(self, values: np.ndarray, origins: list[int]) -> list[_State]:
         n, t_total = values.shape
@@ -134,29 +175,31 @@ class ETS:
         if any(o < 0 or o > t_total for o in origins):
             raise ValueError(f"origins {origins} outside 0..{t_total}")
         states = [
-            _State(
-                o,
-                np.empty(n),
-                np.empty(n),
-                np.empty(n),
-                np.empty((n, m)),
-                np.empty(n, np.intp),
-                np.empty(n, bool),
-            )
+            _State(o, level=np.empty(n), trend=np.empty(n), phi=np.empty(n), alpha=np.empty(n),
+                   beta=np.empty(n), gamma=np.empty(n), season=np.empty((n, m)),
+                   choice=np.empty(n, np.intp), usable=np.empty(n, bool))
             for o in origins
         ]
+        grid = self.grid.arrays()
         for lo in range(0, n, self.chunk_rows):
             hi = min(n, lo + self.chunk_rows)
-            self._run_rows(values[lo:hi], origins, states, slice(lo, hi), t_total)
+            if self._fixed is None:
+                params = tuple(np.broadcast_to(a[None, :], (hi - lo, a.size)) for a in grid)
+            else:
+                params = tuple(self._fixed[k][lo:hi, None] for k in ("alpha", "beta", "gamma", "phi"))
+            self._run_rows(values[lo:hi], origins, states, slice(lo, hi), t_total, params)
         return states
 
     def _run_rows(
-        self, values: np.ndarray, origins: list[int], states: list[_State], out: slice, t_total: int
+        self, values: np.ndarray, origins: list[int], states: list[_State], out: slice, t_total: int,
+        params: tuple[np.ndarray, ...],
     ) -> None:
+        """The recursion for one chunk of rows; `params` are (rows, g) arrays, g = 1 when fixed."""
         m = self.season
-        alpha, beta, gamma, phi = self.grid.arrays()
+        alpha, beta, gamma, phi = params
         has_trend = bool(np.any(beta != 0.0) or np.any(phi != 1.0))
-        n, g = values.shape[0], alpha.size
+        n, g = alpha.shape
+        searching = g > 1
         level0, season0, first = _start_state(values, m)
         level = np.repeat(level0[:, None], g, axis=1)
         trend = np.zeros((n, g))
@@ -170,16 +213,17 @@ class ETS:
         err, tmp, ys, phib = (np.zeros((n, g)) for _ in range(4))
         # Per criterion lead k > 1: the last k values of level + (phi + ... + phi^k) * trend,
         # i.e. the k-step forecast without its season, which is still current k steps later.
+        # Only a search needs the criterion; with fixed parameters the recursion alone runs.
         rings = [
             (
                 k,
                 np.repeat(level[None], k, axis=0),
-                (phi[None, :] ** np.arange(1, k + 1)[:, None]).sum(0),
+                (phi[None] ** np.arange(1, k + 1)[:, None, None]).sum(0),
             )
             for k in self.leads
-            if k > 1
+            if k > 1 and searching
         ]
-        one_step = 1 in self.leads
+        one_step = 1 in self.leads and searching
         snaps: dict[int, list[int]] = {}
         for j, o in enumerate(origins):
             snaps.setdefault(o, []).append(j)
@@ -191,7 +235,9 @@ class ETS:
             usable = first < o if o == t_total else first + 2 * m <= o
             for j in snaps[o]:
                 st = states[j]
-                st.level[out], st.trend[out], st.phi[out] = level[rows, k], trend[rows, k], phi[k]
+                st.level[out], st.trend[out] = level[rows, k], trend[rows, k]
+                st.alpha[out], st.beta[out] = alpha[rows, k], beta[rows, k]
+                st.gamma[out], st.phi[out] = gamma[rows, k], phi[rows, k]
                 st.season[out] = season[:, rows, k].T
                 st.choice[out], st.usable[out] = k, usable
 
