@@ -54,7 +54,7 @@ import numpy as np
 import pandas as pd
 
 from greennanny.config import ForecastConfig
-from greennanny.forecast.panel import Panel
+from greennanny.forecast.panel import Exog, Panel
 from greennanny.forecast.quality import QualityRules, interpolate_gaps, prepare_panel
 from greennanny.forecast.runner import forecast_panel
 
@@ -64,7 +64,7 @@ GAP_INTERPOLATE_NS = 4 * 3600 * 10**9
 AUTO_ROW = "greennanny (auto)"
 AUTO_MODELS = tuple(ForecastConfig().models)  # the node's defaults ([forecast] models, prefer_margin), frozen
 AUTO_MARGIN = ForecastConfig().prefer_margin
-GREENNANNY_MODELS = ("seasonal_naive", "ets", "profile", "combo", "blend", "last_value")
+GREENNANNY_MODELS = ("seasonal_naive", "ets", "profile", "lagreg", "combo", "blend", "last_value")
 STATSFORECAST_MODELS = ("AutoETS", "AutoTheta", "MSTL", "SeasonalNaive")
 
 
@@ -78,6 +78,8 @@ class DataSpec:
     series_cols: tuple[str, ...]
     tz: str
     group_col: str | None = None
+    weather: Path | None = None  # outside weather on the same wall clock, for the rows with inputs
+    weather_cols: tuple[str, ...] = ()
 
 
 DATASETS = (
@@ -88,6 +90,8 @@ DATASETS = (
         ("Tair", "RHair", "CO2air"),
         "Europe/Amsterdam",
         "compartment",
+        SHARED / "agc2018_cucumber_meteo.csv.gz",
+        ("Tout", "Iglob"),
     ),
     DataSpec(
         "OSU 2024",
@@ -104,8 +108,11 @@ DATASETS = (
         ("Tair", "Rhair", "CO2air"),
         "Europe/Amsterdam",
         "compartment",
+        SHARED / "agc2022_lettuce_exp1_weather.csv.gz",
+        ("Tout", "Iglob"),
     ),
 )
+WEATHER_ROLES = {"lagged": "weather observed up to the origin", "oracle": "observed weather of the forecast day (oracle)"}
 
 
 # ---------------------------------------------------------------- protocol pieces (unit-tested)
@@ -323,12 +330,36 @@ class Row:
     chosen: dict[str, int] | None = None
 
 
-def run_greennanny(w: Windows, models: Sequence[str], label: str, prefer_margin: float = 0.0) -> Row:
+def weather_inputs(spec: DataSpec, w: Windows, role: str) -> dict[str, Exog]:
+    """The data set's outside weather as inputs of the windows' panel (hourly means on each
+    window's own columns). `lagged`: the training columns only, so each origin sees the weather
+    up to itself; `oracle`: also the observed weather of the forecast day, standing in for a
+    perfect weather forecast (labelled, never the automatic choice)."""
+    assert spec.weather is not None
+    df = pd.read_csv(spec.weather)
+    df.columns = [c.strip() for c in df.columns]
+    ts = localize_wall_clock(df[spec.time_col], spec.tz, pd.Series("weather", index=df.index))
+    keep = ts != np.iinfo(np.int64).min
+    bins = ts[keep] // w.step_ns
+    width = w.train.shape[1]
+    extra = w.horizon if role == "oracle" else 0
+    cols = (w.origin_ns // w.step_ns)[:, None] + np.arange(-width, extra)[None, :]  # (W, width + extra) bins
+    out = {}
+    for c in spec.weather_cols:
+        v = pd.to_numeric(df.loc[keep, c], errors="coerce")
+        hourly = pd.Series(v.to_numpy(), index=bins).groupby(level=0).mean()
+        out[f"{c} (outside)"] = Exog(hourly.reindex(cols.ravel()).to_numpy().reshape(cols.shape), role)
+    return out
+
+
+def run_greennanny(w: Windows, models: Sequence[str], label: str, prefer_margin: float = 0.0,
+                   exog: dict[str, Exog] | None = None) -> Row:
     """forecast_panel over every window at once (one panel, rows right-aligned at their origins)."""
-    panel = Panel(np.arange(len(w.series)), 0, w.step_ns, w.train)
+    panel = Panel(np.arange(len(w.series)), 0, w.step_ns, w.train, exog)
+    oracle = bool(panel.oracle_inputs)
     t0 = time.perf_counter()
     res = forecast_panel(panel, horizon=w.horizon, season=w.season, models=tuple(models), now_ns=0,
-                         prefer_margin=prefer_margin)
+                         prefer_margin=prefer_margin, oracle=oracle)
     secs = time.perf_counter() - t0
     if res.series_ids.size != len(w.series):
         raise RuntimeError(f"{label}: {len(res.skipped)} windows skipped: {res.skipped}")
@@ -402,13 +433,22 @@ def evaluate(spec: DataSpec, args: argparse.Namespace) -> dict[str, Any]:
         horizon_ns=args.horizon_h * 3600 * 10**9,
     )
     rows = [run_greennanny(w, AUTO_MODELS, AUTO_ROW, AUTO_MARGIN)]
-    rows += [run_greennanny(w, (m,), f"greennanny {m}") for m in GREENNANNY_MODELS]
     sf = statsforecast_models(w.season)
     if sf is None:
         print("statsforecast is not installed (pip install -e '.[bench]'): its rows are left out", file=sys.stderr)
     else:
         rows += [run_statsforecast(w, name, sf[name], args.jobs) for name in STATSFORECAST_MODELS]
     results = {r.model: score(w, r) for r in rows}
+    alone = {r.model: score(w, r) for r in (run_greennanny(w, (m,), f"greennanny {m}") for m in GREENNANNY_MODELS)}
+    inputs: dict[str, dict[str, Any]] = {}
+    if spec.weather is not None and spec.weather.exists():
+        for role, what in WEATHER_ROLES.items():
+            ex = weather_inputs(spec, w, role)
+            names = ", ".join(ex)
+            tag = "oracle" if role == "oracle" else "inputs"
+            for label, models, margin in ((f"greennanny (auto) + {names}, {what}", AUTO_MODELS, AUTO_MARGIN),
+                                          (f"greennanny lagreg + {names}, {what}", ("lagreg",), 0.0)):
+                inputs[label] = score(w, run_greennanny(w, models, label, margin, ex)) | {"kind": tag}
     days = w.train_len / w.season
     origins = pd.to_datetime(w.origin_ns, utc=True).tz_convert(spec.tz)
     dead = int(np.sum(~(w.scale > 0)))
@@ -426,11 +466,13 @@ def evaluate(spec: DataSpec, args: argparse.Namespace) -> dict[str, Any]:
         "windows_zero_scale": dead,
         "skipped": w.skipped,
     }
-    print_table(spec, info, results)
-    return {"info": info, "models": results, "auto_choice": results[AUTO_ROW]["chosen"]}
+    print_table(spec, info, results, alone, inputs)
+    return {"info": info, "models": results, "greennanny_models_alone": alone, "with_inputs": inputs,
+            "auto_choice": results[AUTO_ROW]["chosen"]}
 
 
-def print_table(spec: DataSpec, info: dict[str, Any], results: dict[str, dict[str, Any]]) -> None:
+def print_table(spec: DataSpec, info: dict[str, Any], results: dict[str, dict[str, Any]],
+                alone: dict[str, dict[str, Any]], inputs: dict[str, dict[str, Any]]) -> None:
     print(f"\n### {spec.name}: {spec.path.name} ({', '.join(spec.series_cols)}; {spec.tz})")
     print(
         f"{info['series']} series, {info['windows']} windows; origins {info['origins_first']} .. "
@@ -445,10 +487,20 @@ def print_table(spec: DataSpec, info: dict[str, Any], results: dict[str, dict[st
         print(f"  skipped: {s}")
     chosen = results[AUTO_ROW]["chosen"]
     print(f"greennanny's automatic choice per window: {', '.join(f'{k} {v}' for k, v in sorted(chosen.items()))}\n")
-    print("| model | mean MASE | 80% coverage | fit+predict s |")
-    print("| --- | --- | --- | --- |")
-    for name, r in results.items():
-        print(f"| {name} | {r['mase']:.3f} | {r['coverage80']:.3f} | {r['seconds']:.2f} |")
+    def table(rows: dict[str, dict[str, Any]]) -> None:
+        print("| model | mean MASE | 80% coverage | fit+predict s |")
+        print("| --- | --- | --- | --- |")
+        for name, r in rows.items():
+            print(f"| {name} | {r['mase']:.3f} | {r['coverage80']:.3f} | {r['seconds']:.2f} |")
+
+    table(results)
+    print("\nEach of greennanny's models alone, through the same runner (the candidates the automatic choice"
+          " picks from, and their members):\n")
+    table(alone)
+    if inputs:
+        print("\nWith the outside weather as an input (the automatic rows above use none; an oracle row saw the"
+              " observed weather of the day it forecasts and can never be a node's choice):\n")
+        table(inputs)
 
 
 def machine() -> dict[str, str]:

@@ -124,7 +124,7 @@ class ForecastConfig(_Section):
     refit_h: int = Field(24, ge=0, le=24 * 30, description="How often the model per series is chosen again by backtest (with new interval widths), in hours; 0: at every refresh.")
     history_days: int = Field(28, ge=2, le=365, description="Days of history a model is fitted on.")
     backtest_origins: int = Field(3, ge=1, le=30, description="Rolling origins of the selection backtest per series.")
-    models: list[str] = Field(default_factory=lambda: ["blend", "profile", "ets"], min_length=1, description="Candidate models of the per-series backtest (names in forecast/models); the first is preferred.")
+    models: list[str] = Field(default_factory=lambda: ["blend", "lagreg", "profile", "ets"], min_length=1, description="Candidate models of the per-series backtest (names in forecast/models); the first is preferred.")
     prefer_margin: float = Field(0.2, ge=0.0, lt=1.0, description="Another candidate replaces the first only if its backtest MASE is lower by this fraction (a 3-origin backtest is noisy; switching on noise costs accuracy).")
     chunk_series: int = Field(500, ge=1, le=100_000, description="Series fitted together in one panel; a run goes chunk by chunk (bounded memory, progress, one store write a chunk).")
     max_gap_min: int = Field(60, ge=0, le=24 * 60, description="Longest gap, in minutes, filled by linear interpolation before fitting; longer gaps stay missing (0: none filled).")

@@ -168,11 +168,12 @@ def test_script_prints_one_json_object_last(
     # the node's candidates, or the runner's fallbacks (seasonal naive, last value)
     allowed = {*ForecastConfig().models, "seasonal_naive", "last_value"}
     assert set(got["auto_choice"]) <= allowed and sum(got["auto_choice"].values()) == 3
-    expected = {fa.AUTO_ROW, *(f"greennanny {m}" for m in fa.GREENNANNY_MODELS)}
-    if HAS_STATSFORECAST:
-        expected.add("statsforecast SeasonalNaive")
+    # the issue's table: the automatic choice against the peers; each greennanny model alone apart
+    expected = {fa.AUTO_ROW, *(["statsforecast SeasonalNaive"] if HAS_STATSFORECAST else [])}
     assert set(got["models"]) == expected
-    for row in got["models"].values():
+    assert set(got["greennanny_models_alone"]) == {f"greennanny {m}" for m in fa.GREENNANNY_MODELS}
+    assert got["with_inputs"] == {}  # a --data file has no weather
+    for row in [*got["models"].values(), *got["greennanny_models_alone"].values()]:
         assert set(row) >= {"mase", "coverage80", "seconds"}
 
 
@@ -186,3 +187,20 @@ def test_statsforecast_seasonal_naive_equals_greennanny_on_the_same_windows(spri
     np.testing.assert_array_equal(theirs.mean, ours.mean)
     last = w.train[:, -24:]
     np.testing.assert_array_equal(theirs.mean, last)
+
+
+def test_weather_inputs_see_the_origin_lagged_and_the_forecast_day_as_oracle(spring_csv: Path, tmp_path: Path) -> None:
+    """Each window's weather columns line up with its own training columns (the same clock)."""
+    w = fa.build_windows(spec(spring_csv), H, n_origins=3, train_days=16, min_train_days=14, horizon_ns=24 * H)
+    raw = pd.read_csv(spring_csv)
+    weather = tmp_path / "weather.csv"
+    pd.DataFrame({"time_iso": raw["time_iso"], "Tout": raw["T"] * 2.0}).to_csv(weather, index=False)
+    ws = fa.DataSpec("spring", spring_csv, "time_iso", ("T",), "Europe/Amsterdam", None, weather, ("Tout",))
+    lagged = fa.weather_inputs(ws, w, "lagged")["Tout (outside)"]
+    oracle = fa.weather_inputs(ws, w, "oracle")["Tout (outside)"]
+    assert lagged.role == "lagged" and lagged.values.shape == w.train.shape
+    assert oracle.role == "oracle" and oracle.values.shape == (w.train.shape[0], w.train.shape[1] + w.horizon)
+    seen = np.isfinite(w.train)
+    np.testing.assert_allclose(lagged.values[seen], 2.0 * w.train[seen])  # outside = 2 x the series, hour by hour
+    ok = np.isfinite(w.actual)
+    np.testing.assert_allclose(oracle.values[:, -w.horizon:][ok], 2.0 * w.actual[ok])

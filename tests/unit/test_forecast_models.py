@@ -166,7 +166,7 @@ def test_ets_params_after_a_backtest_are_those_of_the_last_origin() -> None:
     assert model.params() == fitted.params()
 
 
-@pytest.mark.parametrize("name", ["ets", "blend", "combo"])
+@pytest.mark.parametrize("name", ["ets", "blend", "combo", "lagreg"])
 def test_kept_parameters_reproduce_the_forecast_they_came_from(name: str) -> None:
     values = _noisy(5, 14 * M, seed=7)
     panel = _panel(values)
@@ -194,3 +194,34 @@ def test_parameters_missing_a_field_are_refused_naming_it() -> None:
         ETS(M).use_params([{"alpha": 0.1, "beta": 0.0, "phi": 1.0}])
     with pytest.raises(ValueError, match="'w2'"):
         make_model("blend", M).use_params([{"w0": 0.5, "w1": 0.5}])  # type: ignore[attr-defined]
+
+
+def test_lagreg_backtest_in_one_design_equals_refitting_at_each_origin() -> None:
+    from greennanny.forecast.panel import Exog
+
+    values = _noisy(4, 12 * M, seed=13)
+    values[2, 500:560] = NAN
+    sun = np.sin(np.arange(13 * M) / 7.0)
+    panel = Panel(np.arange(4), 0, 900 * 10**9, values,
+                  {"sun": Exog(sun[: 12 * M]), "plan": Exog(sun[::-1].copy(), "known")}, tz="Europe/Amsterdam")
+    origins = [11 * M, 9 * M + 5, 12 * M, 10 * M]
+    fast = make_model("lagreg", M).forecast_origins(panel, origins, M + 7)  # type: ignore[attr-defined]
+    slow = forecast_at_origins(_NoFastPath(make_model("lagreg", M)), panel, origins, M + 7)
+    np.testing.assert_allclose(fast, slow, rtol=1e-9, atol=1e-9)
+    assert np.isfinite(fast).all()
+
+
+class _NoFastPath:
+    """Hides a model's `forecast_origins`, so `forecast_at_origins` refits at each origin."""
+
+    def __init__(self, model: Forecaster) -> None:
+        self.model, self.name = model, model.name
+
+    def fit(self, panel: Panel) -> None:
+        self.model.fit(panel)
+
+    def predict(self, h: int) -> np.ndarray:
+        return self.model.predict(h)
+
+    def update(self, panel: Panel) -> None:
+        self.model.update(panel)

@@ -89,10 +89,11 @@ def test_head_take_and_validation() -> None:
         {"sun": np.arange(4.0), "own": np.ones((2, 4))},
     )
     h = p.head(3)
-    assert h.n_steps == 3 and h.exog is not None and h.exog["sun"].shape == (3,)
+    assert h.n_steps == 3 and h.exog is not None and h.exog["sun"].values.shape == (3,)
+    assert h.exog["sun"].role == "lagged"  # a plain array is an input seen only up to the origin
     t = p.take([1])
     assert t.series_ids.tolist() == [2] and t.values.tolist() == [[4.0, 5.0, 6.0, 7.0]]
-    assert t.exog is not None and t.exog["own"].shape == (1, 4)
+    assert t.exog is not None and t.exog["own"].values.shape == (1, 4)
     with pytest.raises(ValueError, match="series ids"):
         Panel(np.array([1]), 0, 1, np.zeros((2, 3)))
     with pytest.raises(ValueError, match="step_ns"):
@@ -106,3 +107,23 @@ def test_head_take_and_validation() -> None:
 def test_last_finite() -> None:
     v = np.array([[1.0, 2.0, NAN], [NAN, NAN, NAN], [3.0, NAN, 4.0]])
     np.testing.assert_array_equal(last_finite(v), [2.0, NAN, 4.0])
+
+
+def test_known_and_oracle_inputs_keep_their_future_columns_at_a_backtest_origin() -> None:
+    from greennanny.forecast.panel import Exog
+
+    plan = Exog(np.arange(6.0), "known")  # two steps past the panel's end: the lighting plan
+    seen = Exog(np.arange(4.0) * 10, "lagged")
+    future = Exog(np.arange(6.0) * 100, "oracle")
+    p = Panel(np.array([1]), 0, 10, np.zeros((1, 4)), {"plan": plan, "out": seen, "wx": future}, tz="Europe/Amsterdam")
+    h = p.head(2)
+    assert h.exog is not None and h.tz == "Europe/Amsterdam"
+    assert h.exog["out"].values.tolist() == [0.0, 10.0]  # cut at the origin
+    assert h.exog["plan"].values.tolist() == list(np.arange(6.0))  # known ahead: kept
+    assert p.oracle_inputs == ["wx"] and h.oracle_inputs == ["wx"]
+    with pytest.raises(ValueError, match="'out' \\(lagged\\) has 5 steps, panel has 4"):
+        Panel(np.array([1]), 0, 10, np.zeros((1, 4)), {"out": Exog(np.zeros(5))})
+    with pytest.raises(ValueError, match="'plan' \\(known\\) has 3 steps"):
+        Panel(np.array([1]), 0, 10, np.zeros((1, 4)), {"plan": Exog(np.zeros(3), "known")})
+    with pytest.raises(ValueError, match="role 'future'"):
+        Exog(np.zeros(3), "future")

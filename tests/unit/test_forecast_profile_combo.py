@@ -58,7 +58,7 @@ def test_combination_is_the_mean_of_its_members_and_its_backtest_path_equals_ref
     panel = _panel(v)
     combo = make_model("combo", M)
     combo.fit(panel)
-    members = [make_model("ets", M), DailyProfile(M, days=3), DailyProfile(M, days=7)]
+    members = [make_model("ets", M), DailyProfile(M, days=3), DailyProfile(M, days=7), make_model("lagreg", M)]
     for mem in members:
         mem.fit(panel)
     np.testing.assert_allclose(combo.predict(M), np.mean([mem.predict(M) for mem in members], axis=0), atol=1e-9)

@@ -92,7 +92,8 @@ class ForecastResult:
     rows; `skipped` maps their id to the reason. `quality_notes[i]` is what data preparation did
     to the series (stuck spans masked, gaps, duplicates; `quality.QualityReport.note`), or None.
     `params[i]` is the chosen model's parameters when it is `Tunable` (None for the rest and for
-    fallbacks): what a refresh reuses and what a registry records.
+    fallbacks): what a refresh reuses and what a registry records. `oracle_inputs` names the
+    inputs that saw future observed values; a result with any is an evaluation, not a forecast.
     """
 
     series_ids: np.ndarray
@@ -113,6 +114,7 @@ class ForecastResult:
     skipped: dict[int, str] = field(default_factory=dict)
     quality_notes: list[str | None] = field(default_factory=list)
     params: list[dict[str, float] | None] = field(default_factory=list)
+    oracle_inputs: list[str] = field(default_factory=list)
 
     @property
     def horizon(self) -> int:

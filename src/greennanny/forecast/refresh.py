@@ -41,6 +41,8 @@ class Choice:
 
 def remember(res: ForecastResult) -> dict[int, Choice]:
     """The choices of a full run: every series that got its model by backtest (not a fallback)."""
+    if res.oracle_inputs:
+        raise ValueError(f"an oracle run (inputs {res.oracle_inputs}) is an evaluation: its choices are never kept")
     out = {}
     for i, sid in enumerate(res.series_ids.tolist()):
         if res.fallback_reason[i] is None:

@@ -52,6 +52,7 @@ def forecast_panel(
     min_history: int | None = None,
     quality: Mapping[int, QualityReport] | None = None,
     prefer_margin: float = 0.0,
+    oracle: bool = False,
 ) -> ForecastResult:
     """Forecast `horizon` steps after the panel's end for every series that has any data.
 
@@ -67,6 +68,10 @@ def forecast_panel(
     distributional assumption and treats every model alike; it is slightly conservative (80%
     intervals covered 83% on Gaussian noise in the tests). Fallback series, which have no
     backtest, get naive-difference widths grown like a random walk (`intervals.history_widths`).
+
+    A panel with `oracle` inputs (future observed values, `panel.Exog`) is refused unless
+    `oracle=True`, and the result then names them in `oracle_inputs`: an evaluation of what a
+    perfect weather forecast would be worth, never the automatic choice of a node.
     """
     if horizon < 1 or season < 1 or backtest_origins < 1:
         raise ValueError(
@@ -75,6 +80,11 @@ def forecast_panel(
         )
     if not models:
         raise ValueError("at least one model is needed")
+    if panel.oracle_inputs and not oracle:
+        raise ValueError(
+            f"exog {', '.join(repr(k) for k in panel.oracle_inputs)} carry future observed values (role 'oracle'): "
+            "they are for an evaluation run only (oracle=True), whose result is labelled and never used as a forecast"
+        )
     for name in models:
         make_model(name, season)  # an unknown name fails here, before any work
 
@@ -130,6 +140,7 @@ def forecast_panel(
         skipped=skipped,
         quality_notes=[note(int(sid)) for sid in sub.series_ids],
         params=out.params,
+        oracle_inputs=panel.oracle_inputs,
     )
 
 

@@ -12,6 +12,7 @@ from greennanny.forecast.models.combination import Blend, Combination
 from greennanny.forecast.models.ets import ETS
 from greennanny.forecast.models.last_value import LastValue
 from greennanny.forecast.models.profile import DailyProfile
+from greennanny.forecast.models.regression import LagRegression
 from greennanny.forecast.models.seasonal_naive import SeasonalNaive
 
 MODELS: dict[str, ForecasterFactory] = {
@@ -21,6 +22,7 @@ MODELS: dict[str, ForecasterFactory] = {
     DailyProfile.name: DailyProfile,
     Combination.name: Combination,
     Blend.name: Blend,
+    LagRegression.name: LagRegression,
 }
 
 
@@ -35,4 +37,4 @@ def make_model(name: str, season: int) -> Forecaster:
     return factory(season)
 
 
-__all__ = ["ETS", "MODELS", "Blend", "Combination", "DailyProfile", "LastValue", "SeasonalNaive", "make_model"]
+__all__ = ["ETS", "MODELS", "Blend", "Combination", "DailyProfile", "LagRegression", "LastValue", "SeasonalNaive", "make_model"]

@@ -18,6 +18,7 @@ import numpy as np
 from greennanny.forecast.base import Forecaster, Tunable, forecast_at_origins
 from greennanny.forecast.models.ets import ETS
 from greennanny.forecast.models.profile import DailyProfile
+from greennanny.forecast.models.regression import LagRegression
 from greennanny.forecast.panel import Panel
 
 
@@ -27,7 +28,7 @@ class Combination:
     name = "combo"
 
     def __init__(self, season: int, members: Sequence[Callable[[int], Forecaster]] | None = None) -> None:
-        makers = members or (ETS, lambda m: DailyProfile(m, days=3), lambda m: DailyProfile(m, days=7))
+        makers = members or (ETS, lambda m: DailyProfile(m, days=3), lambda m: DailyProfile(m, days=7), LagRegression)
         self.season = season
         self.members: list[Forecaster] = [make(season) for make in makers]
 
