@@ -116,6 +116,42 @@ class PipelineConfig(_Section):
     mode: Literal["live", "backfill"] = Field("live", description="live: device times more than 5 min ahead of the node clock are quarantined; backfill: accept historical data as it comes.")
 
 
+def _known_quantities(v: list[str]) -> list[str]:
+    bad = [q for q in v if q not in QUANTITIES]
+    if bad:
+        raise ValueError(f"unknown quantities {bad}")
+    return v
+
+
+class ForecastInputConfig(_Section):
+    """One exogenous input of the forecasts (forecast/panel.py `Exog`), found per forecast series."""
+
+    name: str = Field(..., min_length=1, description="Name of the input in models and logs (for example outside_temperature).")
+    quantity: str = Field(..., description="Quantity of the series that provides it.")
+    zone: str = Field("", description="Zone of the providing series in the forecast series' site (for example outside); empty: the forecast series' own zone.")
+    role: str = Field("lagged", description="lagged: observations, used only as known at the forecast origin; known: a plan or a weather forecast stored with future timestamps, used at the forecast's own steps.")
+    for_quantities: list[str] = Field(default_factory=list, description="Forecast quantities that use the input (empty: every forecast quantity).")
+
+    @field_validator("role")
+    @classmethod
+    def _role(cls, v: str) -> str:
+        if v not in ("lagged", "known"):
+            raise ValueError(f"role {v!r} must be lagged or known (an oracle, future observed values, is for benchmarks only)")
+        return v
+
+    @field_validator("quantity")
+    @classmethod
+    def _quantity(cls, v: str) -> str:
+        if v not in QUANTITIES:
+            raise ValueError(f"unknown quantity {v!r}")
+        return v
+
+    @field_validator("for_quantities")
+    @classmethod
+    def _for(cls, v: list[str]) -> list[str]:
+        return _known_quantities(v)
+
+
 class ForecastConfig(_Section):
     enabled: bool = Field(True, description="Fit and refresh forecasts for every series with enough history.")
     horizon_h: int = Field(24, ge=1, le=24 * 14, description="Forecast horizon in hours.")
@@ -135,14 +171,33 @@ class ForecastConfig(_Section):
         default_factory=lambda: ["air_temperature", "relative_humidity", "co2", "soil_moisture", "soil_temperature"],
         description="Quantities that get forecasts.",
     )
+    tz: str = Field("UTC", description="The site's IANA time zone: calendar features follow its local clock across summer time (storage stays UTC).")
+    inputs: list[ForecastInputConfig] = Field(default_factory=list, description="Exogenous inputs ([[forecast.inputs]]); the lagreg model and blend's lagreg member use them.")
+
+    @field_validator("tz")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"tz {v!r} is not an IANA time zone (for example Europe/Amsterdam)") from None
+        return v
+
+    @field_validator("inputs")
+    @classmethod
+    def _unique_inputs(cls, v: list[ForecastInputConfig]) -> list[ForecastInputConfig]:
+        names = [i.name for i in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"input names {dup} are given more than once")
+        return v
 
     @field_validator("quantities")
     @classmethod
     def _known(cls, v: list[str]) -> list[str]:
-        bad = [q for q in v if q not in QUANTITIES]
-        if bad:
-            raise ValueError(f"unknown quantities {bad}")
-        return v
+        return _known_quantities(v)
 
     @model_validator(mode="after")
     def _history_fits(self) -> ForecastConfig:

@@ -27,7 +27,9 @@ import numpy as np
 import pandas as pd
 
 from greennanny.config import ForecastConfig
+from greennanny.forecast.inputs import input_arrays
 from greennanny.forecast.models import make_model
+from greennanny.forecast.panel import Panel
 from greennanny.forecast.quality import QualityReport, QualityRules, prepare_panel, triage
 from greennanny.forecast.refresh import Choice, merge, refresh, refreshable, remember
 from greennanny.forecast.runner import forecast_panel
@@ -103,10 +105,19 @@ class ForecastService:
                 and (s.first_ns if s.first_ns is not None else s.last_ns) < end]
 
     def _prepared(self, ids: np.ndarray, now: int) -> Any:
-        step, _, _, end, length = self._grid(now)
-        sid, ts, val = self.store.query_long(ids.tolist(), end - length * step, end)
-        return prepare_panel(sid, ts, val, step_ns=step, end_ns=end, length=length, rules=self._rules(step),
-                             series_ids=ids)
+        """The clean panel of `ids` at `now`, with the site's time zone and the configured inputs."""
+        step, _, horizon, end, length = self._grid(now)
+        # up to `now` inclusive: the last bin runs on to `end`, and a run as of an earlier time
+        # (--at) must not read what came after it
+        sid, ts, val = self.store.query_long(ids.tolist(), end - length * step, min(end, now + 1))
+        prepared = prepare_panel(sid, ts, val, step_ns=step, end_ns=end, length=length, rules=self._rules(step),
+                                 series_ids=ids)
+        infos = [self.store.series_by_id(int(i)) for i in ids.tolist()] if self.cfg.inputs else []
+        exog = input_arrays(self.store, self.cfg.inputs, infos, step_ns=step,
+                            end_ns=end, length=length, horizon=horizon, rules=self._rules(step), now_ns=now)
+        p = prepared.panel
+        prepared.panel = Panel(p.series_ids, p.start_ns, p.step_ns, p.values, exog, self.cfg.tz)
+        return prepared
 
     def _rules(self, step: int) -> QualityRules:
         return QualityRules.for_grid(step, max_gap_min=self.cfg.max_gap_min, stuck_factor=self.cfg.stuck_factor,

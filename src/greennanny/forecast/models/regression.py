@@ -177,6 +177,10 @@ class _Features:
             elif x.shape[1] < span:
                 x = np.concatenate([x, np.full((x.shape[0], span - x.shape[1]), np.nan)], axis=1)
             x = x[:, :span]
+            absent = ~np.isfinite(x).any(axis=1)
+            if absent.any():  # a series without this input: a zero feature, not a lost sample
+                x = x.copy()
+                x[absent] = 0.0
             self.inputs.append((ex.role, x, _profile(x, m, days)))
         self.width = self.width_for(panel, short_days, fades)
 
