@@ -75,7 +75,8 @@ class Blend(Combination):
     Why: the members are good on different series (the 7-day profile on a zone whose climate
     computer repeats its day, ETS where the level drifts), and one fixed weighting cannot follow
     that. Each member forecasts the last `origins` seasons of the fit window one season ahead;
-    a member's weight is proportional to 1 / MAE**2 over those (no member gets less than
+    a member's weight is proportional to 1 / MAE**power over those (power 4: the clearly better
+    member takes most of the weight, measured on the accuracy bench; no member gets less than
     `floor` of the weight, so one lucky week cannot zero a member), then every member is fitted
     on the whole window. Costs one backtest pass per member on top of the fit.
     """
@@ -118,26 +119,38 @@ class Blend(Combination):
         super().use_params(params)
 
     def _weights(self, panel: Panel) -> np.ndarray:
-        m, t = self.season, panel.n_steps
-        k = len(self.members)
-        origins = [o for o in range(t - self.origins * m, t, m) if o >= 2 * m]
-        if not origins:
-            return np.full((k, panel.n_series), 1.0 / k)
-        actual = np.stack([panel.values[:, o:o + m] for o in origins])  # (B, n, m)
-        mae = np.empty((k, panel.n_series))
-        for i, member in enumerate(self.members):
-            f = forecast_at_origins(member, panel, origins, m)
-            err = np.abs(f - actual).transpose(1, 0, 2).reshape(panel.n_series, -1)  # (n, B * m)
-            seen = np.isfinite(err)
+        return self._weights_at(panel, [panel.n_steps])[0]
+
+    def _weights_at(self, panel: Panel, ends: Sequence[int]) -> list[np.ndarray]:
+        """The weights `panel.head(e)` gives, for each e in `ends`, from one backtest of each
+        member over the union of their origins: a member's forecast at an origin is the same
+        whichever panel it is cut from (the `forecast_origins` contract), and the outer backtest's
+        days overlap (three ends a day apart share six of their seven origins)."""
+        m, k = self.season, len(self.members)
+        inner = [[o for o in range(e - self.origins * m, e, m) if o >= 2 * m] for e in ends]
+        union = sorted({o for os in inner for o in os})
+        if not union:
+            return [np.full((k, panel.n_series), 1.0 / k) for _ in ends]
+        actual = np.stack([panel.values[:, o:o + m] for o in union])  # (U, n, m)
+        err = np.stack([np.abs(forecast_at_origins(mem, panel, union, m) - actual) for mem in self.members])
+        at = {o: i for i, o in enumerate(union)}
+        out = []
+        for os in inner:
+            if not os:
+                out.append(np.full((k, panel.n_series), 1.0 / k))
+                continue
+            e = err[:, [at[o] for o in os]].transpose(0, 2, 1, 3).reshape(k, panel.n_series, -1)  # (k, n, B * m)
+            seen = np.isfinite(e)
             with np.errstate(all="ignore"):  # a series with no scored cell: NaN, equal weights below
-                mae[i] = np.where(seen, err, 0.0).sum(axis=1) / seen.sum(axis=1)
-        with np.errstate(all="ignore"):
-            inv = 1.0 / np.maximum(mae, 1e-9) ** self.power  # a perfect member takes the weight
-        inv = np.where(np.isfinite(inv), inv, np.nan)
-        w = inv / np.nansum(inv, axis=0, keepdims=True)
-        w = np.where(np.isfinite(w), w, 1.0 / k)
-        w = np.maximum(w, self.floor)
-        return w / w.sum(axis=0, keepdims=True)
+                mae = np.where(seen, e, 0.0).sum(axis=2) / seen.sum(axis=2)
+                inv = 1.0 / np.maximum(mae, 1e-9) ** self.power  # a perfect member takes the weight
+            inv = np.where(np.isfinite(inv), inv, np.nan)
+            with np.errstate(all="ignore"):
+                w = inv / np.nansum(inv, axis=0, keepdims=True)
+            w = np.where(np.isfinite(w), w, 1.0 / k)
+            w = np.maximum(w, self.floor)
+            out.append(w / w.sum(axis=0, keepdims=True))
+        return out
 
     def predict(self, h: int) -> np.ndarray:
         if self._w is None:
@@ -148,7 +161,7 @@ class Blend(Combination):
         """Weights from each origin's own past (no peeking), members' fast paths for the rest."""
         # Weights first: their inner backtests run the members too, and the members must end
         # on the outer origins so that `params()` describes the last one.
-        weights = [self._weights(panel.head(o)) for o in origins]
+        weights = self._weights_at(panel, list(origins))
         per = np.stack([forecast_at_origins(mem, panel, origins, h) for mem in self.members])  # (k, B, n, h)
         self._w = weights[int(np.argmax(origins))]
         return np.stack([np.einsum("kn,knh->nh", w, per[:, j]) for j, w in enumerate(weights)])

@@ -70,7 +70,13 @@ class LagRegression:
         equations of each origin are those of the one before plus the samples in between."""
         order = np.argsort(origins, kind="stable")
         cuts = np.asarray(origins, dtype=np.int64)[order]
-        feats = _Features(panel, panel.values, self.season, self.days, self.short_days, self.fades)
+        one_day = h <= self.season
+        # Within a day ahead every feature of a step reads columns before its origin, so the
+        # features of the whole panel (extended by h empty steps) serve every origin's forecast
+        # too, with the same bits as `panel.head(o)` gives; beyond a day, predict() runs its
+        # day-by-day recursion per origin.
+        values = np.concatenate([panel.values, np.full((panel.n_series, h), np.nan)], 1) if one_day else panel.values
+        feats = _Features(panel, values, self.season, self.days, self.short_days, self.fades)
         s_orig, s_k = self._samples(panel.n_steps)
         target = s_orig + s_k - 1
         by_t = np.argsort(target, kind="stable")
@@ -89,9 +95,18 @@ class LagRegression:
                 xtx, xty, count, start = xtx + a, xty + b, count + c, stop
                 coefs[j, rows] = _ridge(xtx, xty, count, ridge=self.ridge)
         out = np.empty((len(cuts), panel.n_series, h))
+        ks = np.arange(1, h + 1)
         for j, o in enumerate(cuts.tolist()):
-            self._panel, self._coef = panel.head(o), coefs[j]
-            out[order[j]] = self.predict(h)
+            if one_day:
+                at = np.full(h, o)
+                x, _ = feats.design(slice(None), at, ks, train=False)
+                step = feats.profile_at(at + ks - 1) + np.einsum("nsp,np->ns", x, coefs[j])
+                out[order[j]] = _fill(step, panel.values[:, :o])
+            else:
+                self._panel, self._coef = panel.head(o), coefs[j]
+                out[order[j]] = self.predict(h)
+        if cuts.size:  # predict() and params() go on from the last origin
+            self._panel, self._coef = panel.head(int(cuts[-1])), coefs[-1]
         return out
 
     def predict(self, h: int) -> np.ndarray:
@@ -226,17 +241,25 @@ class _Features:
 
 
 def _profile(values: np.ndarray, m: int, days: int) -> np.ndarray:
-    """P[t] = mean of the finite values[t - j*m], j = 1..days (NaN where none)."""
+    """P[t] = mean of the finite values[t - j*m], j = 1..days (NaN where none).
+
+    From running sums over each time of day (the values reshaped to (n, days, m) and summed
+    down the days), so a profile costs two passes whatever `days` is, not one per day; the sums
+    run in the same order for a panel and its `head`, so both give the same bits."""
     n, span = values.shape
-    total, count = np.zeros((n, span)), np.zeros((n, span))
-    for j in range(1, days + 1):
-        lag = j * m
-        if lag >= span:
-            break
-        past = values[:, :-lag]
-        seen = np.isfinite(past)
-        total[:, lag:] += np.where(seen, past, 0.0)
-        count[:, lag:] += seen
+    rows = -(-span // m)
+    seen = np.isfinite(values)
+    v = np.zeros((n, rows * m))
+    v[:, :span] = np.where(seen, values, 0.0)
+    c = np.zeros((n, rows * m))
+    c[:, :span] = seen
+    total, count = np.zeros((n, rows, m)), np.zeros((n, rows, m))
+    np.cumsum(v.reshape(n, rows, m)[:, :-1], axis=1, out=total[:, 1:])  # total[:, i] = sum of days < i
+    np.cumsum(c.reshape(n, rows, m)[:, :-1], axis=1, out=count[:, 1:])
+    if rows > days:  # only the last `days` days count
+        total[:, days:] -= total[:, :-days].copy()
+        count[:, days:] -= count[:, :-days].copy()
+    total, count = total.reshape(n, rows * m)[:, :span], count.reshape(n, rows * m)[:, :span]
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, total / count, np.nan)
 
