@@ -17,16 +17,16 @@ Protocol (issue 5, "Done when" 1), applied to every series of every data set ali
   The shortest window used is printed.
 - Gaps: one shared preparation step (`prepare_window`) turns each training window into a
   complete series before any model sees it: gaps up to 4 h are interpolated linearly
-  (`greennanny.forecast.panel.interpolate_gaps`), longer ones take the value one day earlier
-  (else one day later). It will switch to the data-quality module (`forecast/quality.py`)
-  once that exists. Actual values are never filled: errors and coverage count observed hours.
+  (the data-quality module's `interpolate_gaps`), longer ones take the value one day earlier
+  (else one day later), because the peers need a complete series; the node itself masks long
+  gaps instead. Actual values are never filled: errors and coverage count observed hours.
 - Horizon 24 h. MASE per window: the MAE over the observed hours of the horizon divided by the
   in-sample MAE of the one-day seasonal naive on the prepared training window; averaged over a
   series' windows, then over series. Coverage: share of observed hours inside the 80% interval,
   per series, then over series. Seconds: fit + predict of all windows of the data set.
-- Models: greennanny's automatic choice (`forecast_panel` with the engine's defaults: seasonal
-  naive and ETS by a 3-origin backtest, conformal intervals), each greennanny model on its own
-  through the same runner, and statsforecast's AutoETS, AutoTheta, MSTL (season 24) and
+- Models: greennanny's automatic choice (`forecast_panel` with the node's `[forecast]` defaults:
+  candidates blend, lagreg, profile and ets chosen per series by a 3-origin backtest, conformal
+  intervals), each greennanny model on its own through the same runner (a table of its own), and statsforecast's AutoETS, AutoTheta, MSTL (season 24) and
   SeasonalNaive (season 24) with `n_jobs=--jobs` (1 by default, like greennanny's single
   process), each timed after one untimed warm-up window.
 
@@ -152,8 +152,8 @@ def prepare_window(train: np.ndarray, season: int, max_gap_steps: int) -> np.nda
 
     Gaps up to `max_gap_steps` are interpolated linearly (quality.interpolate_gaps); a longer gap
     takes the value one season earlier, else one season later; what is still missing (a window
-    shorter than a season) is interpolated, the ends held flat. To be replaced by
-    forecast/quality.py.
+    shorter than a season) is interpolated, the ends held flat. The season fill is the bench's
+    own: the peers need a complete series, where the node masks a long gap.
     """
     x = np.array(train, dtype=np.float64)[None, :]
     interpolate_gaps(x, max_gap_steps)
@@ -480,7 +480,7 @@ def print_table(spec: DataSpec, info: dict[str, Any], results: dict[str, dict[st
         f"days ({info['windows_short']} windows shorter than 28); season {info['season']}, horizon {info['horizon']}"
     )
     print(
-        f"gap step (bench prepare_window, to become forecast/quality.py): {info['gap_cells_filled']} training "
+        f"gap step (bench prepare_window, shared by every model): {info['gap_cells_filled']} training "
         f"cells filled; {info['windows_zero_scale']} windows with zero MASE scale left out"
     )
     for s in info["skipped"]:

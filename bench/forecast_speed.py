@@ -205,7 +205,8 @@ def main() -> None:
         gn = results[shape].get("greennanny")
         for r in rows:
             ratio = r["seconds"] / gn["seconds"] if gn and not r["engine"].startswith("greennanny") else None
-            print(f"{r['engine']:20s} {r['seconds']:10.1f} {'' if ratio is None else f'{ratio:9.1f}'} "
+            shown = "-" if ratio is None else f"{ratio:.1f}"
+            print(f"{r['engine']:20s} {r['seconds']:10.1f} {shown:>9s} "
                   f"{r['mase']:7.3f} {r['peak_rss_mb']:8.0f}")
         if gn:
             print(f"greennanny chose: {gn['chosen']}")
