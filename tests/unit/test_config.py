@@ -9,7 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from greennanny.cli.main import app
-from greennanny.config import Config, config_from_dict, load_config, sample_config
+from greennanny.config import Config, config_from_dict, load_config
+from greennanny.config_sample import sample_config
 from greennanny.errors import ConfigError
 
 

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from greennanny.config import TEMPLATE_EXAMPLE, config_from_dict, sample_config
+from greennanny.config import config_from_dict
+from greennanny.config_sample import TEMPLATE_EXAMPLE, sample_config
 from greennanny.errors import ConfigError, DecodeError
 from greennanny.ingest.json_topic import TemplateJsonTopic
 from greennanny.ingest.topic_template import TopicTemplate

@@ -9,7 +9,8 @@ from pathlib import Path
 import typer
 
 from greennanny.cli.common import console, friendly
-from greennanny.config import load_config, sample_config, write_token
+from greennanny.config import load_config, write_token
+from greennanny.config_sample import sample_config
 from greennanny.errors import ConfigError
 
 app = typer.Typer(help="Write and check the config file.", no_args_is_help=True)
