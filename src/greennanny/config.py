@@ -250,9 +250,9 @@ class RetentionConfig(_Section):
     raw_days: int = Field(90, ge=0, le=36500, description="Days of raw points (hot rows and cold day files).")
     rollup_1m_days: int = Field(365, ge=0, le=36500, description="Days of 1-minute rollups (min/mean/max/count); at least raw_days, so a plot never has a hole between tiers.")
     rollup_1h_days: int = Field(0, ge=0, le=36500, description="Days of 1-hour rollups; 0 keeps them forever (8,760 rows a series a year).")
-    forecasts_days: int = Field(30, ge=1, le=36500, description="Days of stored forecast runs and their points.")
-    ledger_days: int = Field(30, ge=1, le=36500, description="Days of the message ledger (one row per message received; the outcome counts cover this span).")
-    deadletters_days: int = Field(90, ge=1, le=36500, description="Days of dead letters and device events.")
+    forecasts_days: int = Field(30, ge=0, le=36500, description="Days of stored forecast runs and their points (by when the run was made); 0 keeps them forever.")
+    ledger_days: int = Field(30, ge=0, le=36500, description="Days of the message ledger (one row per message received; the outcome counts cover this span); 0 keeps it forever.")
+    deadletters_days: int = Field(90, ge=0, le=36500, description="Days of dead letters and device events; 0 keeps them forever.")
     compact_after_h: int = Field(48, ge=1, le=24 * 365, description="A UTC day moves from the hot DuckDB rows to its compressed Parquet file this many hours after it ends (late points still land after that, and win).")
     interval_min: int = Field(60, ge=1, le=24 * 60, description="How often the node runs compaction and retention, in minutes.")
 

@@ -27,6 +27,7 @@ from greennanny.runtime.node import Node
 from greennanny.runtime.server import ApiThread, tune_gc
 
 AGC_FILE = "agc2018_cucumber_greenhouse_climate.csv.gz"
+DEMO_RETENTION = ("raw_days", "rollup_1m_days", "rollup_1h_days", "forecasts_days", "ledger_days", "deadletters_days")
 ARCHIVE_FILE = "ssi2026_chirpstack_lorawan_events.csv.gz"
 MARKER = ".greennanny-demo"
 
@@ -95,8 +96,9 @@ def run_demo(*, once: bool, broker: str | None, data_dir: Path, port: int, simul
         "mqtt": {"url": broker, "client_id": f"greennanny-demo-{os.getpid()}"},
         "pipeline": {"mode": "backfill"},
         # The demo replays history (2018, early 2026): retention counts from today, so it would
-        # remove all of it at the first maintenance run. Keep raw points and rollups forever here.
-        "store": {"retention": {"raw_days": 0, "rollup_1m_days": 0, "rollup_1h_days": 0}},
+        # remove all of it at the first maintenance run, and the forecasts made as of the data's
+        # end with it. Keep every tier and table forever here.
+        "store": {"retention": dict.fromkeys(DEMO_RETENTION, 0)},
         "devices": devices,
     }, source="demo config", base_dir=data_dir)
     (data_dir / "greennanny.toml").write_text(_toml(cfg))
@@ -230,7 +232,7 @@ def _toml(cfg: Config) -> str:
              # The same retention the demo node runs with: history from 2018 is older than any
              # default tier, so `db maintain` or `run` with this file would otherwise delete it.
              "[store.retention]\n" + "\n".join(f"{k} = {getattr(cfg.store.retention, k)}"
-                                                for k in ("raw_days", "rollup_1m_days", "rollup_1h_days"))]
+                                                for k in DEMO_RETENTION)]
     for eui, d in cfg.devices.items():
         lines.append(f'[devices."{eui}"]')
         for k in ("codec", "model", "field_map", "site", "zone", "name"):
