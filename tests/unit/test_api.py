@@ -48,6 +48,27 @@ def test_points_window_and_downsampling(client):
     assert all(round(v, 2) == v for v in body["value"])
 
 
+def test_points_take_the_cli_forms_of_every_and_of_times(tmp_path):
+    """Fresh-clone finding: `?every=1h` answered 422 and `?start=-1d` 400, where `series points`
+    and /db/export take both; times before now count from the node's clock."""
+    from types import SimpleNamespace
+
+    cfg = config_from_dict({"node": {"data_dir": str(tmp_path)}}, base_dir=tmp_path)
+    store = DuckDBStore(cfg.store_path)
+    ts = T0 + np.arange(3 * 288, dtype=np.int64) * STEP
+    store.write(Batch.from_columns([SeriesKey("gh", "h", "p", "air_temperature")], np.zeros(ts.size, np.int32), ts,
+                                   np.full(ts.size, 21.0)))
+    node = SimpleNamespace(clock=FakeClock(int(ts[-1]) + STEP))  # "now" is just after the last point
+    try:
+        with httpx.Client(transport=InProcessTransport(create_app(cfg, store, node)), base_url="http://l") as c:
+            by_unit = c.get("/series/1/points", params={"every": "1h", "start": "-1d"}).json()
+            by_seconds = c.get("/series/1/points", params={"every": 3600, "start": int(ts[-1]) + STEP - 86400 * 10**9})
+            assert by_unit == by_seconds.json() and by_unit["every"] == 3600 and len(by_unit["value"]) == 24
+            assert len(c.get("/series/1/points", params={"start": "-1h", "end": "now"}).json()["value"]) == 12
+    finally:
+        store.close()
+
+
 def test_forecast_route_returns_model_error_and_intervals(client):
     fc = client.get("/series/1/forecast").json()
     assert len(fc["mean"]) == 96 and fc["step_s"] == 900 and fc["model"] in ForecastConfig().models
@@ -59,7 +80,9 @@ def test_one_error_shape_for_every_failure(client):
     r = client.get("/series/999/points")
     assert r.status_code == 404 and r.json() == {"error": {"code": "not_found", "message": "series 999 does not exist"}}
     r = client.get("/series/1/points", params={"every": 0})
-    assert r.status_code == 422 and "query.every" in r.json()["error"]["message"]
+    assert r.status_code == 400 and "every '0'" in r.json()["error"]["message"]
+    r = client.get("/series/1/points", params={"every": "1.5s"})
+    assert r.status_code == 400 and "every '1.5s'" in r.json()["error"]["message"]
     r = client.get("/series/1/points", params={"start": "yesterday-ish"})
     assert r.status_code == 400 and "start='yesterday-ish'" in r.json()["error"]["message"]
     r = client.post("/ingest/batch", content=b"not arrow")

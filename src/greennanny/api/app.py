@@ -24,11 +24,20 @@ from greennanny.api.batch_codec import batch_from_arrow
 from greennanny.api.forecast_routes import forecast_router
 from greennanny.api.registry_routes import registry_router
 from greennanny.config import Config
-from greennanny.errors import StoreError
+from greennanny.errors import ConfigError, StoreError
 from greennanny.ingest.timeparse import any_to_ns
 from greennanny.store.base import SeriesInfo
 from greennanny.store.duckdb import DuckDBStore
-from greennanny.store.export import DEFAULT_CHUNK_ROWS, MEDIA_TYPES, SUFFIXES, ExportRequest, export_bytes, plan_export
+from greennanny.store.export import (
+    DEFAULT_CHUNK_ROWS,
+    MEDIA_TYPES,
+    SUFFIXES,
+    ExportRequest,
+    export_bytes,
+    parse_duration,
+    parse_time,
+    plan_export,
+)
 
 SIGN_IN = """<!doctype html><html><head><meta charset="utf-8"><title>greennanny: sign in</title></head>
 <body style="font-family:sans-serif;max-width:36em;margin:4em auto">
@@ -62,8 +71,14 @@ def series_json(s: SeriesInfo) -> dict[str, Any]:
     }
 
 
-def _ns_param(v: str | None, name: str) -> int | None:
-    return None if v in (None, "") else any_to_ns(v, field=name)
+def _ns_param(v: str | None, name: str, now_ns: int | None = None) -> int | None:
+    """ISO 8601 or epoch; with `now_ns`, also `now` and times before it (`-7d`), as the CLI and
+    /db/export take them."""
+    if v is None or v == "":
+        return None
+    if now_ns is not None and (v.strip().startswith("-") or v.strip().lower() == "now"):
+        return parse_time(v, option=name, now_ns=now_ns)
+    return any_to_ns(v, field=name)
 
 
 def create_app(cfg: Config, store: DuckDBStore, node: Any = None) -> FastAPI:
@@ -109,17 +124,25 @@ def create_app(cfg: Config, store: DuckDBStore, node: Any = None) -> FastAPI:
             raise HTTPException(404, f"series {series_id} does not exist")
         return s
 
+    def node_now() -> int:
+        clock = getattr(node, "clock", None)
+        return int(clock.now_ns()) if clock is not None else time.time_ns()
+
     @app.get("/series/{series_id}/points", dependencies=guarded)
-    def points(series_id: int, start: str | None = Query(None, description="ISO 8601 or epoch"),
-               end: str | None = Query(None, description="ISO 8601 or epoch (exclusive)"),
-               every: int | None = Query(None, ge=1, description="bucket seconds (mean per bucket)")) -> dict[str, Any]:
+    def points(series_id: int, start: str | None = Query(None, description="ISO 8601, epoch, now or -7d"),
+               end: str | None = Query(None, description="ISO 8601, epoch, now or -1h (exclusive)"),
+               every: str | None = Query(None, description="bucket: 300, 5m, 1h, 1d (mean per bucket)")) -> dict[str, Any]:
         s = one(series_id)
-        df = store.query(series_id, _ns_param(start, "start"), _ns_param(end, "end"),
-                         every * 1_000_000_000 if every else None)
+        now = node_now()
+        every_ns = None if every in (None, "") else parse_duration(str(every), option="every")
+        if every_ns is not None and every_ns % 1_000_000_000:
+            raise ConfigError(f"every {every!r} is not a whole number of seconds")
+        df = store.query(series_id, _ns_param(start, "start", now), _ns_param(end, "end", now), every_ns)
+        every_s = None if every_ns is None else every_ns // 1_000_000_000  # seconds in the answer, as before
         ts = df["ts"].to_numpy(np.int64)
-        body: dict[str, Any] = {"series": series_json(s), "every": every,
+        body: dict[str, Any] = {"series": series_json(s), "every": every_s,
                                 "ts": [iso(int(t)) for t in ts], "value": df["value"].round(6).tolist()}
-        if every:
+        if every_s:
             body.update(min=df["min"].tolist(), max=df["max"].tolist(), count=df["count"].tolist())
         return body
 
@@ -177,8 +200,7 @@ def create_app(cfg: Config, store: DuckDBStore, node: Any = None) -> FastAPI:
         streaming cuts the response short, so a client sees an incomplete body, never a short file."""
         req = ExportRequest(fmt, tuple(series), site, zone, device, quantity, start, end, every, agg, include_missing,
                             chunk_rows)
-        clock = getattr(node, "clock", None)
-        plan = plan_export(store, req, now_ns=int(clock.now_ns()) if clock is not None else time.time_ns())
+        plan = plan_export(store, req, now_ns=node_now())
         return StreamingResponse(export_bytes(store, plan), media_type=MEDIA_TYPES[fmt], headers={
             "content-disposition": f'attachment; filename="greennanny-export{SUFFIXES[fmt]}"',
             "x-export-series": str(len(plan.series)), "x-export-chunks": str(len(plan.chunks))})
