@@ -14,10 +14,7 @@ import httpx
 import pytest
 
 from greennanny.runtime.broker import Mosquitto, MosquittoConfig, free_port
-
-# The folder `shared` beside the repository: test vectors, cases and data sets used by several
-# repositories, so they are not copied into this one.
-SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
+from tests.shared_paths import SHARED_DIR
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import uvicorn
+from tests.shared_paths import SHARED_DIR
 
 from greennanny.config import ForecastConfig
 from greennanny.forecast.service import ForecastService
@@ -28,12 +29,7 @@ from greennanny.model import Batch, SeriesKey, round_to_resolution
 from greennanny.runtime.clock import FakeClock
 from greennanny.store.duckdb import DuckDBStore
 
-AGC2018_CLIMATE = (
-    Path(__file__).resolve().parents[3]
-    / "shared"
-    / "data"
-    / "agc2018_cucumber_greenhouse_climate.csv.gz"
-)
+AGC2018_CLIMATE = SHARED_DIR / "data" / "agc2018_cucumber_greenhouse_climate.csv.gz"
 REFERENCE = "Reference(Growers)"  # the growers' own compartment, the challenge's baseline
 DAYS = 10
 # Forecast by the service; humidity is written after the forecast run, so it has none yet.

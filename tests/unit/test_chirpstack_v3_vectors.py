@@ -10,10 +10,10 @@ import binascii
 import json
 import math
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.shared_paths import SHARED_DIR
 
 from greennanny.decoders.milesight import MODELS, MilesightDecoder
 from greennanny.errors import DecodeError
@@ -21,7 +21,7 @@ from greennanny.ingest.chirpstack_v3 import ChirpstackV3, parse_event, payload_b
 from greennanny.model import Outcome, Uplink
 from greennanny.store.base import DeviceRecord
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "chirpstack_v3.json"
+VECTORS = SHARED_DIR / "vectors" / "chirpstack_v3.json"
 if not VECTORS.is_file():
     pytest.skip(f"shared vectors not found at {VECTORS}", allow_module_level=True)
 ALL = json.loads(VECTORS.read_text(encoding="utf-8"))["vectors"]

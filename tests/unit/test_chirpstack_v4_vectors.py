@@ -6,17 +6,17 @@ import base64
 import json
 import math
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.shared_paths import SHARED_DIR
 
 from greennanny.decoders.milesight import MODELS, MilesightDecoder
 from greennanny.ingest.chirpstack import ChirpstackV4, facts
 from greennanny.model import Outcome, Uplink
 from greennanny.store.base import DeviceRecord
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "chirpstack_v4.json"
+VECTORS = SHARED_DIR / "vectors" / "chirpstack_v4.json"
 if not VECTORS.exists():
     pytest.skip(f"shared vectors not found at {VECTORS}", allow_module_level=True)
 ALL = json.loads(VECTORS.read_text())["vectors"]

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from tests.shared_paths import SHARED_DIR
 
 from greennanny.errors import ConfigError, InputError
 from greennanny.ingest.csv_import import (
@@ -24,7 +25,7 @@ from greennanny.ingest.csv_import import (
 )
 from greennanny.model import Batch, Quality, SeriesKey
 
-SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+SHARED_DATA = SHARED_DIR / "data"
 
 
 def _ns(iso_utc: str) -> int:

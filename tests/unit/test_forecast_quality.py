@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from tests.shared_paths import SHARED_DIR
 
 from greennanny.config import config_from_dict
 from greennanny.errors import ConfigError
@@ -36,7 +37,7 @@ NAN = np.nan
 MIN = 60 * 10**9
 HOUR = 60 * MIN
 DAY = 24 * HOUR
-SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+SHARED_DATA = SHARED_DIR / "data"
 
 
 def _ns(iso: str) -> int:

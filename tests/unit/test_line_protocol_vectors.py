@@ -12,17 +12,17 @@ from __future__ import annotations
 import base64
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.shared_paths import SHARED_DIR
 
 from greennanny.decoders.line_protocol import LPPoint, encode, parse, parse_strict
 from greennanny.errors import DecodeError
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "line_protocol.json"
+VECTORS = SHARED_DIR / "vectors" / "line_protocol.json"
 if not VECTORS.is_file():
     pytest.skip(f"shared vectors not found at {VECTORS}", allow_module_level=True)
 CASES: list[dict[str, Any]] = json.loads(VECTORS.read_text(encoding="utf-8"))["vectors"]

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.shared_paths import SHARED_DIR
 
 from greennanny.decoders.base import Decoded, Reading
 from greennanny.decoders.milesight import TABLES, Channel, Field, MilesightDecoder
@@ -24,7 +24,7 @@ REQUIRED = ("EM300-TH", "EM320-TH", "AM307", "AM308", "EM500-CO2")
 # Controllers whose frames carry numbered channels and type-selected data (index/selector rows).
 UC = ("UC300", "UC501", "UC511", "UC512")
 FUZZED = (*REQUIRED, *UC)
-VECTORS_FILE = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "milesight.json"
+VECTORS_FILE = SHARED_DIR / "vectors" / "milesight.json"
 DECODER = MilesightDecoder()
 
 

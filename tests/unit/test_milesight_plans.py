@@ -7,12 +7,12 @@ is strict equality of object, readings and unmapped keys on every frame, for eve
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.shared_paths import SHARED_DIR
 from tests.unit.test_milesight_malformed import well_formed_frames
 
 from greennanny.decoders import milesight
@@ -20,7 +20,7 @@ from greennanny.decoders.milesight import TABLES, MilesightDecoder
 from greennanny.errors import DecodeError
 
 DECODER = MilesightDecoder()
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "milesight.json"
+VECTORS = SHARED_DIR / "vectors" / "milesight.json"
 
 
 def both_ways(payload: bytes, model: str) -> tuple[Any, Any]:

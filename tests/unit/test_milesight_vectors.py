@@ -9,14 +9,14 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.shared_paths import SHARED_DIR
 
 from greennanny.decoders.milesight import MODELS, MilesightDecoder
 
-VECTORS_DIR = Path(__file__).resolve().parents[3] / "shared" / "vectors"
+VECTORS_DIR = SHARED_DIR / "vectors"
 if not (VECTORS_DIR / "milesight.json").is_file():
     pytest.skip(
         f"shared vectors not found at {VECTORS_DIR / 'milesight.json'}", allow_module_level=True

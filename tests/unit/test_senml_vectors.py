@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.shared_paths import SHARED_DIR
 
 from greennanny.config import config_from_dict
 from greennanny.errors import DecodeError
@@ -21,7 +21,7 @@ from greennanny.runtime.clock import FakeClock
 from greennanny.runtime.node import build_pipeline
 from greennanny.store.duckdb import DuckDBStore
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "senml.json"
+VECTORS = SHARED_DIR / "vectors" / "senml.json"
 if not VECTORS.is_file():
     pytest.skip(f"shared vectors not found at {VECTORS}", allow_module_level=True)
 ALL = json.loads(VECTORS.read_text(encoding="utf-8"))["vectors"]

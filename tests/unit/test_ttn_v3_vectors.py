@@ -8,10 +8,10 @@ from __future__ import annotations
 import json
 import math
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.shared_paths import SHARED_DIR
 
 from greennanny.decoders.milesight import MODELS, MilesightDecoder
 from greennanny.errors import DecodeError
@@ -20,7 +20,7 @@ from greennanny.ingest.ttn_v3 import TtnV3, parse_message, parse_topic, radio_me
 from greennanny.model import Outcome, Quality, Uplink
 from greennanny.store.base import DeviceRecord
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "ttn_v3.json"
+VECTORS = SHARED_DIR / "vectors" / "ttn_v3.json"
 if not VECTORS.is_file():
     pytest.skip(f"shared vectors not found at {VECTORS}", allow_module_level=True)
 ALL = json.loads(VECTORS.read_text(encoding="utf-8"))["vectors"]
