@@ -79,6 +79,8 @@ def test_each_command_both_ways_gives_the_same_json(tmp_path, mosquitto):
             r = cli(cfg, *c, "--via", "api")
             assert r.returncode == 0, (c, r.stderr)
             via_api[" ".join(c)] = json.loads(r.stdout)
+        r = cli(cfg, "series", "forecast", "999", "--via", "api")
+        assert r.returncode == 1 and "series 999 does not exist (HTTP 404, not_found)" in r.stderr, r.stderr
         # While the node runs, the file is the node's: --via file must fail with a clear error.
         r = cli(cfg, "series", "list", "--json", "--via", "file")
         assert r.returncode == 1 and "is a node running" in r.stderr.lower()
@@ -88,6 +90,8 @@ def test_each_command_both_ways_gives_the_same_json(tmp_path, mosquitto):
         r = cli(cfg, *c, "--via", "file")
         assert r.returncode == 0, (c, r.stderr)
         assert json.loads(r.stdout) == via_api[" ".join(c)], c
+    r = cli(cfg, "series", "forecast", "999", "--via", "file")  # the same API in-process: no HTTP to name
+    assert r.returncode == 1 and "series 999 does not exist (not_found)" in r.stderr and "HTTP" not in r.stderr
     listing = via_api["series list --json"]
     assert [(s["zone"], s["quantity"], s["unit"]) for s in listing] == [
         ("house-1", "air_temperature", "degC"), ("house-2", "air_temperature", "degC")]

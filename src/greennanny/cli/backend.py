@@ -21,8 +21,11 @@ from greennanny.model import Batch
 
 
 class ApiError(GreennannyError):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"{message} (HTTP {status}, {code})")
+    """An error answer of the API; through the node's socket it names the HTTP status, on the
+    file (the same API served in-process) only the error code, since no HTTP was involved."""
+
+    def __init__(self, status: int, code: str, message: str, via: str = "api") -> None:
+        super().__init__(f"{message} (HTTP {status}, {code})" if via == "api" else f"{message} ({code})")
         self.status = status
         self.code = code
 
@@ -35,24 +38,23 @@ class Backend:
 
     def get(self, path: str, **params: Any) -> Any:
         r = self.client.get(path, params={k: v for k, v in params.items() if v is not None})
-        return self._json(r)
+        return self.json_of(r)
 
     def post(self, path: str, body: Any = None) -> Any:
-        return self._json(self.client.post(path, json=body))
+        return self.json_of(self.client.post(path, json=body))
 
     def write_batch(self, batch: Batch) -> dict[str, Any]:
         r = self.client.post("/ingest/batch", content=batch_to_ipc(batch),
                              headers={"content-type": "application/vnd.apache.arrow.stream"})
-        return self._json(r)
+        return self.json_of(r)
 
-    @staticmethod
-    def _json(r: httpx.Response) -> Any:
+    def json_of(self, r: httpx.Response) -> Any:
         if r.status_code >= 400:
             try:
                 err = r.json()["error"]
-                raise ApiError(r.status_code, err["code"], err["message"])
+                raise ApiError(r.status_code, err["code"], err["message"], self.via)
             except (ValueError, KeyError, TypeError):
-                raise ApiError(r.status_code, "http_error", r.text[:200]) from None
+                raise ApiError(r.status_code, "http_error", r.text[:200], self.via) from None
         return r.json()
 
 

@@ -73,7 +73,7 @@ def run(series: list[int] = SeriesOpt, at: str = AtOpt, as_json: bool = typer.Op
         else:
             with console.status("the node is forecasting"):
                 body = b.client.post("/forecasts/run", params=_params(series=series, at=at_text), timeout=3600)
-                body = Backend._json(body)
+                body = b.json_of(body)
     if as_json:
         print_json(body)
         return
@@ -136,7 +136,7 @@ def backtest(series: list[int] = SeriesOpt, at: str = AtOpt,
                     "step_min": cfg.forecast.step_min, "series": rows}
         else:
             with console.status("the node is backtesting"):
-                body = Backend._json(b.client.get("/forecasts/backtest", timeout=3600,
+                body = b.json_of(b.client.get("/forecasts/backtest", timeout=3600,
                                                   params=_params(series=series, at=at_text, models=models)))
     if as_json:
         print_json(body)
