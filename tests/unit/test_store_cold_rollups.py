@@ -1,7 +1,8 @@
-"""Closed months of rollups in Parquet month files (store/rollups.py, store/cold_rollups.py).
+"""Rollups in Parquet files: closed months of the 1-h tier in month files, closed days of the
+1-min tier in day files (store/rollups.py, store/cold_rollups.py).
 
-Each test writes a month and a bit of hourly points, compacts so that the month closes into its
-files, and then checks the rules of design 003 against a recompute from what was written: late
+Each test writes a month and a bit of points every 10 minutes, compacts so that the month closes
+into its files, and then checks the rules of design 003 against a recompute from what was written: late
 points and deletes reach a month file (override and tombstone rows in the table, merged at the
 next compaction), retention drops whole month files and hides the rest of a straddling month,
 and a compaction that crashes after renaming a month file neither fails to open nor counts a
@@ -85,12 +86,17 @@ def table_rows(pt: PointTables, name: str, lo: int, hi: int) -> int:
                               [lo, hi]).fetchall()[0][0])
 
 
+def days_of(lo: int, hi: int) -> list[int]:
+    return list(range(lo // DAY_NS, hi // DAY_NS))
+
+
 def test_a_closed_month_moves_to_its_files_and_reads_the_same(tmp_path: Path) -> None:
     pt, truth = open_tables(tmp_path), Truth()
     forty_days(pt, truth)
     nov = month_of(NOV)
-    assert pt.rollups.months.months("1h") == pt.rollups.months.months("1m") == [nov]
-    assert table_rows(pt, "1h", NOV, DEC) == table_rows(pt, "1m", NOV, DEC) == 0
+    assert pt.rollups.months.months("1h") == [nov]
+    assert pt.rollups.months.months("1m") == [] and pt.rollups.months.days("1m") == days_of(NOV, pt.until)
+    assert table_rows(pt, "1h", NOV, DEC) == table_rows(pt, "1m", NOV, pt.until) == 0
     assert table_rows(pt, "1h", DEC, pt.until) == len(SERIES) * 8 * 24  # the open month stays in the table
     check(pt, truth)
     pt.con.close()
@@ -128,19 +134,20 @@ def test_retention_drops_whole_month_files_and_hides_the_rest_of_a_straddling_mo
     ts = NOV + np.arange(75 * DAY_NS // STEP, dtype=np.int64) * STEP  # Nov, Dec and half of Jan
     truth.put(pt, np.full(len(ts), 1), ts, np.arange(len(ts)) % 500)
     pt.compact(NOV + 73 * DAY_NS)
-    assert pt.rollups.months.months("1m") == [month_of(NOV), month_of(DEC)]
-    cut = DEC + 10 * DAY_NS
+    assert pt.rollups.months.months("1h") == [month_of(NOV), month_of(DEC)]
+    assert pt.rollups.months.days("1m") == days_of(NOV, pt.until)
+    cut = DEC + 10 * DAY_NS + 5 * HOUR_NS
     before = pt.rollup("1m", LO, cut)
     assert pt.drop_rollups_before("1m", cut) == len(before) > 0
-    assert pt.rollups.months.months("1m") == [month_of(DEC)]  # November's file is gone, December's stays
+    assert pt.rollups.months.days("1m") == days_of(cut - cut % DAY_NS, pt.until)  # the cut's day stays
     assert pt.rollup("1m", LO, cut).empty
     check(pt, truth, {"1m": cut})
     assert pt.drop_rollups_before("1m", cut) == 0
     pt.con.close()
     pt = open_tables(tmp_path)  # the floor is kept in tier_state
     check(pt, truth, {"1m": cut})
-    assert pt.drop_rollups_before("1m", month_start(month_of(DEC) + 1)) == 31 * 24 * 60 // 10 - 10 * 24 * 6
-    assert pt.rollups.months.months("1m") == []
+    assert pt.drop_rollups_before("1m", month_start(month_of(DEC) + 1)) == 31 * 24 * 60 // 10 - 10 * 24 * 6 - 5 * 6
+    assert pt.rollups.months.days("1m") == days_of(month_start(month_of(DEC) + 1), pt.until)
 
 
 @pytest.mark.parametrize("case", ["close", "merge"])

@@ -73,6 +73,10 @@ def build(path: Path) -> DuckDBStore:
     store.write_forecasts(runs, pts)
     store.delete_range(DAY0 + 43 * DAY_NS, DAY0 + 44 * DAY_NS)  # hot rows: free blocks after the checkpoint
     store.maintain(DAY0 + 45 * DAY_NS)  # may rewrite already; the tests then rewrite again
+    # a late point behind the rollup watermark: a 1-min table row (that table holds only such
+    # overrides, merged into the day files when their month closes)
+    store.write(Batch.from_columns(KEYS[:1], np.zeros(1, np.int32), np.array([DAY0 + 44 * DAY_NS + 30 * S]),
+                                   np.array([21.5]), np.zeros(1, np.uint8), {}))
     store.checkpoint()
     return store
 

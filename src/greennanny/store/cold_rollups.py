@@ -21,8 +21,16 @@ column and sliced to the series' rows; the rows are handed back as an Arrow tabl
 each read opened the file, read its footer's statistics and decoded `series_id` too. Scans of
 many series use `read_parquet`.
 
+The 1-min tier's closed days of the open month are day files, `rollup_1m/<YYYY-MM-DD>.parquet`,
+written by compaction straight from the day's raw rows (store/rollup_build.py); at the month's
+close they are concatenated into its month file (`month_of_days`: each is already sorted by
+series, so the month's order is a stable sort of the concatenation by series id) and removed
+once that is committed. A month's rows are read from its month file when it has one, else from
+its day files: day files left by a crash after the month file's commit are never read twice
+(and are removed by the next compaction, `drop_merged_days`).
+
 Files are written whole and atomically (temporary file, fsync, rename, fsync of the directory);
-which rows a month holds is decided by the caller (store/rollups.py). Nothing here merges.
+which rows a month or day holds is decided by the caller (store/rollups.py).
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ from pyarrow._parquet import ParquetReader
 from greennanny.store.cold import fsync_dir
 
 _ROW_GROUP = 16 * 1024
+_OPEN_FILES = 64  # files kept open for one-series reads, the most recently opened ones
 _INT = pa.int64()
 SCHEMAS = {
     "1m": pa.schema([("series_id", pa.int32()), ("bucket", _INT), ("n", _INT), ("vmin", _INT), ("vmax", _INT),
@@ -60,6 +69,15 @@ def month_start(month: int) -> int:
 
 def month_name(month: int) -> str:
     return str(np.datetime64(int(month), "M"))  # 2025-01
+
+
+def day_name(day: int) -> str:
+    return str(np.datetime64(int(day), "D"))  # 2025-01-31
+
+
+def month_of_day(day: int) -> int:
+    return int(np.datetime64(int(day), "D").astype("datetime64[M]").astype(np.int64))
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,12 +124,15 @@ class RollupMonths:
     def __init__(self, cold_root: Path) -> None:
         self.root = cold_root
         self._months: dict[str, set[int]] = {}
+        self._days: dict[str, set[int]] = {}
         for tier in SCHEMAS:
             d = self.dir(tier)
             d.mkdir(parents=True, exist_ok=True)
-            for stale in d.glob("*.tmp"):  # a month written by a compaction that crashed before its rename
+            for stale in d.glob("*.tmp"):  # a file written by a compaction that crashed before its rename
                 stale.unlink(missing_ok=True)
-            self._months[tier] = {_parse(p.stem) for p in d.glob("*.parquet") if _parse(p.stem) is not None}  # type: ignore[misc]
+            stems = [p.stem for p in d.glob("*.parquet")]
+            self._months[tier] = {m for m in map(_parse, stems) if m is not None}
+            self._days[tier] = {x for x in map(_parse_day, stems) if x is not None}
         self._readers: dict[str, _Reader] = {}
         self._lock = threading.Lock()
 
@@ -121,26 +142,76 @@ class RollupMonths:
     def path(self, tier: str, month: int) -> Path:
         return self.dir(tier) / f"{month_name(month)}.parquet"
 
+    def day_path(self, tier: str, day: int) -> Path:
+        return self.dir(tier) / f"{day_name(day)}.parquet"
+
     def months(self, tier: str) -> list[int]:
         return sorted(self._months[tier])
 
+    def days(self, tier: str) -> list[int]:
+        """Days with a day file (the 1-min tier's closed days of the open month)."""
+        return sorted(self._days[tier])
+
+    def end(self, tier: str) -> int:
+        """The end of the newest file of `tier` (-2**63 when none)."""
+        months, days = sorted(self._months[tier]), sorted(self._days[tier])
+        ends = ([month_start(months[-1] + 1)] if months else []) + ([(days[-1] + 1) * _DAY_NS] if days else [])
+        return max(ends) if ends else -(2**63)
+
     def files(self, tier: str, lo: int, hi: int) -> list[str]:
-        """Paths of the month files that can hold buckets in [lo, hi)."""
-        if lo >= hi or not self._months[tier]:
+        """Paths of the files that can hold buckets in [lo, hi), in time order: month files, and
+        the day files of months without one."""
+        if lo >= hi or not (self._months[tier] or self._days[tier]):
             return []
+        months, days = sorted(self._months[tier]), sorted(self._days[tier])  # copies: compaction may add meanwhile
         first, last = month_of(max(lo, _MIN_TS)), month_of(min(hi - 1, _MAX_TS))
-        return [str(self.path(tier, m)) for m in sorted(self._months[tier]) if first <= m <= last]
+        out = [(month_start(m), str(self.path(tier, m))) for m in months if first <= m <= last]
+        if days:
+            d_lo, d_hi = max(lo, _MIN_TS) // _DAY_NS, min(hi - 1, _MAX_TS) // _DAY_NS
+            out += [(d * _DAY_NS, str(self.day_path(tier, d))) for d in days
+                    if d_lo <= d <= d_hi and month_of_day(d) not in months]
+        return [p for _, p in sorted(out)]
+
+    def scan_sql(self, tier: str, files: list[str]) -> str:
+        """A DuckDB source of the rows of `files` (`read_parquet`: scans of many series)."""
+        return "read_parquet([" + ", ".join(f"'{f}'" for f in files) + "])"
 
     # -- writing -----------------------------------------------------------------------------
-    def write_month(self, tier: str, month: int, table: pa.Table) -> int:
-        """Replace the month's file by `table` (sorted here; none if empty); returns its bytes."""
+    def write_month(self, tier: str, month: int, table: pa.Table, *, ordered: bool = False) -> int:
+        """Replace the month's file by `table` (sorted here unless `ordered`; none if empty);
+        returns its bytes."""
         final = self.path(tier, month)
         self._forget(str(final))
         if table.num_rows == 0:
             self._unlink(tier, month)
             return 0
-        table = table.select(SCHEMAS[tier].names).cast(SCHEMAS[tier]).sort_by(
-            [("series_id", "ascending"), ("bucket", "ascending")])
+        size = self._write(tier, final, table, ordered)
+        self._months[tier].add(month)
+        return size
+
+    def write_day(self, tier: str, day: int, table: pa.Table, *, ordered: bool = False) -> int:
+        """Replace the day's file by `table` (as `write_month`); returns its bytes."""
+        if table.num_rows == 0:
+            self._unlink_day(tier, day)
+            return 0
+        size = self.write_day_file(tier, day, table, ordered=ordered)
+        self.adopt_day(tier, day)
+        return size
+
+    def write_day_file(self, tier: str, day: int, table: pa.Table, *, ordered: bool = True) -> int:
+        """`write_day` of a non-empty table without listing the file (`adopt_day` does), so it
+        may run on another thread: readers do not see the day until it is listed."""
+        final = self.day_path(tier, day)
+        self._forget(str(final))
+        return self._write(tier, final, table, ordered)
+
+    def adopt_day(self, tier: str, day: int) -> None:
+        self._days[tier].add(day)
+
+    def _write(self, tier: str, final: Path, table: pa.Table, ordered: bool) -> int:
+        table = table.select(SCHEMAS[tier].names).cast(SCHEMAS[tier])
+        if not ordered:
+            table = table.sort_by([("series_id", "ascending"), ("bucket", "ascending")])
         sid = table.column("series_id").to_numpy()
         cut = np.flatnonzero(sid[1:] != sid[:-1]) + 1  # where each series' rows start (after the first)
         sids, counts = sid[np.r_[0, cut]], np.diff(np.r_[0, cut, len(sid)])
@@ -155,7 +226,6 @@ class RollupMonths:
             os.fsync(fh.fileno())
         os.replace(tmp, final)
         fsync_dir(final.parent)
-        self._months[tier].add(month)
         return final.stat().st_size
 
     def drop_before(self, tier: str, month: int) -> int:
@@ -165,6 +235,28 @@ class RollupMonths:
             rows += self.num_rows(tier, m)
             self._unlink(tier, m)
         return rows
+
+    def drop_days_before(self, tier: str, day: int) -> int:
+        """Delete every day file of `tier` before `day`; returns the rows they held."""
+        rows = 0
+        for d in [d for d in self._days[tier] if d < day]:
+            rows += _num_rows(self.day_path(tier, d))
+            self._unlink_day(tier, d)
+        return rows
+
+    def drop_days_from(self, tier: str, day: int, keep: set[int]) -> None:
+        """Delete the day files of `tier` from `day` on that are not in `keep` (left by a
+        compaction that rolled back: never read, as they lie after the watermark)."""
+        for d in [d for d in self._days[tier] if d >= day and d not in keep]:
+            self._unlink_day(tier, d)
+
+    def _unlink_day(self, tier: str, day: int) -> None:
+        self._days[tier].discard(day)  # readers stop listing it first
+        p = self.day_path(tier, day)
+        self._forget(str(p))
+        if p.exists():
+            p.unlink()
+            fsync_dir(p.parent)
 
     def _unlink(self, tier: str, month: int) -> None:
         self._months[tier].discard(month)  # readers stop listing it first
@@ -176,13 +268,11 @@ class RollupMonths:
 
     # -- reading -----------------------------------------------------------------------------
     def num_rows(self, tier: str, month: int) -> int:
-        try:
-            return int(pq.read_metadata(self.path(tier, month)).num_rows)
-        except FileNotFoundError:
-            return 0
+        return _num_rows(self.path(tier, month))
 
     def rows(self, tier: str) -> int:
-        return sum(self.num_rows(tier, m) for m in self.months(tier))
+        return sum(self.num_rows(tier, m) for m in self.months(tier)) + \
+            sum(_num_rows(self.day_path(tier, d)) for d in self.days(tier))
 
     def bytes(self, tier: str) -> int:
         return sum(p.stat().st_size for p in self.dir(tier).glob("*.parquet"))
@@ -237,11 +327,13 @@ class RollupMonths:
             except FileNotFoundError:
                 return None, None
             with self._lock:
-                old = self._readers.get(path)
+                old = self._readers.pop(path, None)
                 self._readers[path] = r
-            if old is not None and old is not r:
-                with old.lock:
-                    old.close()
+                # Kept open: the newest _OPEN_FILES (a year of 1-min day files would be 365 descriptors)
+                evicted = [self._readers.pop(p) for p in list(self._readers)[:-_OPEN_FILES]]
+            for gone in ([old] if old is not None and old is not r else []) + evicted:
+                with gone.lock:
+                    gone.close()
         i = int(np.searchsorted(r.sids, series_id))
         if i == len(r.sids) or r.sids[i] != series_id:
             return None, r.key
@@ -290,6 +382,13 @@ class RollupMonths:
             self._forget(path)
 
 
+def _num_rows(path: Path) -> int:
+    try:
+        return int(pq.read_metadata(path).num_rows)
+    except FileNotFoundError:
+        return 0
+
+
 def _groups(starts: np.ndarray, size: int) -> list[tuple[int, int]]:
     """Row groups of at most `size` rows, (first row, end) each, that never split a series that
     fits in one: a group closes before such a series if it would not fit. A longer series (the
@@ -311,8 +410,24 @@ def _groups(starts: np.ndarray, size: int) -> list[tuple[int, int]]:
 _MIN_TS, _MAX_TS = -(2**62), 2**62  # month arithmetic stays inside datetime64[ns]
 
 
+_DAY_NS = 86_400 * 1_000_000_000
+
+
 def _parse(stem: str) -> int | None:
+    """The month of a month file's name (2025-01), else None."""
+    if len(stem) != 7:
+        return None
     try:
         return int(np.datetime64(stem, "M").astype(np.int64))
+    except ValueError:
+        return None
+
+
+def _parse_day(stem: str) -> int | None:
+    """The day of a day file's name (2025-01-31), else None."""
+    if len(stem) != 10:
+        return None
+    try:
+        return int(np.datetime64(stem, "D").astype(np.int64))
     except ValueError:
         return None

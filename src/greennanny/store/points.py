@@ -17,8 +17,10 @@ window, which is what live ingest does, do no rollup work at all.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import duckdb
@@ -26,6 +28,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from greennanny.store.bucket_merge import merge_buckets, tier_for
 from greennanny.store.cold import DAY_NS, ColdTier, day_of
 from greennanny.store.cold_rollups import RollupMonths
 from greennanny.store.rollups import (  # noqa: F401 - re-exported: tests and the store name them here
@@ -42,6 +45,7 @@ from greennanny.store.rollups import (  # noqa: F401 - re-exported: tests and th
     Rollups,
 )
 from greennanny.store.rollups import SCHEMA as ROLLUP_SCHEMA
+from greennanny.store.writes_behind import WritesBehind
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS points (series_id INTEGER, ts BIGINT, v BIGINT, quality UTINYINT);" + ROLLUP_SCHEMA
 
@@ -61,7 +65,9 @@ class PointTables:
         self._cold_days = set(cold.days())
         has_state = create or bool(con.execute(
             "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'tier_state'").fetchall()[0][0])
-        self.rollups = Rollups(con, RollupMonths(cold.root), self.raw_sql, has_state=has_state)
+        self.writes = WritesBehind()  # compaction's files, encoded on a thread (settled before its commit)
+        self.rollups = Rollups(con, RollupMonths(cold.root), self.raw_sql, self._raw_days, self.writes,
+                               has_state=has_state)
         # The newest instant stored per series (any quality): a batch entirely newer than it cannot
         # collide with a stored row, so it skips the collision queries. Seeded from all raw rows.
         self._last = np.full(1, _I64_MIN, np.int64)
@@ -105,6 +111,16 @@ class PointTables:
                 "ANTI JOIN (SELECT series_id, ts FROM points WHERE ts >= ? AND ts < ?) o "
                 f"ON o.series_id = c.series_id AND o.ts = c.ts{cjoin} WHERE {ccond}")
         return f"{hot} UNION ALL {cold}", args + [lo, hi] + cargs
+
+    def _raw_days(self, lo: int, hi: int) -> Iterator[tuple[int, pa.Table]]:
+        """(day, its raw rows, hot over cold, in no order) of every UTC day in [lo, hi) with any."""
+        day = f"(ts - (((ts % {DAY_NS}) + {DAY_NS}) % {DAY_NS})) // {DAY_NS}"
+        days = {int(d) for (d,) in self.con.execute(f"SELECT DISTINCT {day} FROM points WHERE ts >= ? AND ts < ?",
+                                                    [lo, hi]).fetchall()}
+        days |= {d for d in self._cold_days if lo <= d * DAY_NS and (d + 1) * DAY_NS <= hi}
+        for d in sorted(days):
+            raw, args = self.raw_sql(d * DAY_NS, (d + 1) * DAY_NS)
+            yield d, self.con.sql(f"SELECT series_id, ts, v, quality FROM ({raw})", params=args).to_arrow_table()
 
     def _files(self, lo: int, hi: int) -> list[str]:
         if not self._cold_days:
@@ -241,17 +257,22 @@ class PointTables:
         new_until = max(cold_until, day_of(rollups_before_ns if rollups_before_ns is not None else before_ns) * DAY_NS)
         rows = con.execute("SELECT DISTINCT ts // ? AS d FROM points WHERE ts < ? ORDER BY 1",
                            [DAY_NS, cold_until]).fetchall()
-        if new_until > self.until:
-            self.rollups.build(self.until, new_until)
-            self.rollups.set_until(new_until)
-        for (day,) in rows:
-            self._rewrite_day(int(day))
-            con.execute("DELETE FROM points WHERE ts >= ? AND ts < ?", [day * DAY_NS, (day + 1) * DAY_NS])
-        self.rollups.close_months()  # also merges late rows recomputed into a closed month
+        try:
+            if new_until > self.until:
+                self.rollups.build(self.until, new_until)
+                self.rollups.set_until(new_until)
+            for (day,) in rows:
+                self._rewrite_day(int(day), behind=True)
+                con.execute("DELETE FROM points WHERE ts >= ? AND ts < ?", [day * DAY_NS, (day + 1) * DAY_NS])
+            self.rollups.close_months()  # also merges late rows recomputed into closed days and months
+        finally:
+            self.writes.settle()  # every file in place before the caller commits
         return len(rows)
 
-    def _rewrite_day(self, day: int, drop: tuple[int, int, list[int] | None] | None = None) -> None:
-        """Write the day's file as its cold rows, overlaid by its hot rows, less `drop`."""
+    def _rewrite_day(self, day: int, drop: tuple[int, int, list[int] | None] | None = None, *,
+                     behind: bool = False) -> None:
+        """Write the day's file as its cold rows, overlaid by its hot rows, less `drop`; with
+        `behind`, on the writer thread (listed once `writes` settles)."""
         start, end = day * DAY_NS, (day + 1) * DAY_NS
         raw, args = self.raw_sql(start, end)
         sql = f"SELECT series_id, ts, v, quality FROM ({raw}) WHERE true"
@@ -261,8 +282,14 @@ class PointTables:
             sql += " AND NOT (ts >= ? AND ts < ?" + ("" if d_series is None else " AND list_contains(?, series_id)") + ")"
             extra = [d_lo, d_hi] + ([] if d_series is None else [d_series])
         table: pa.Table = self.con.sql(sql, params=args + extra).to_arrow_table()
-        self.cold.write_day(day, table)
-        if table.num_rows:
+        if behind:
+            self.writes.submit(self.cold.write_day, day, table, then=partial(self._listed, day, table.num_rows))
+        else:
+            self.cold.write_day(day, table)
+            self._listed(day, table.num_rows)
+
+    def _listed(self, day: int, rows: int) -> None:
+        if rows:
             self._cold_days.add(day)
         else:
             self._cold_days.discard(day)
@@ -296,7 +323,7 @@ class PointTables:
         the partial buckets at either edge are aggregated from raw, so the answer equals an
         aggregate over raw exactly, while a year at 1 h reads 8,760 rollup rows, not 105,120 points.
         """
-        tier = _tier_for(every)
+        tier = tier_for(every)
         agg = "count(*) AS n, min(v) AS vmin, max(v) AS vmax, sum(v)::DOUBLE AS vsum, max(ts) AS last_ts, arg_max(v, ts) AS last_v"
         parts: list[str] = []
         args: list[Any] = []
@@ -361,7 +388,7 @@ class PointTables:
         series and today's raw rows), the month files ~0.4 ms each (one row group, five columns,
         from a file kept open), mostly hidden under the SELECT; numpy and the frame ~1 ms.
         """
-        tier = _tier_for(every) if every > 0 else None
+        tier = tier_for(every) if every > 0 else None
         if tier is None:
             return None
         names = _ONE_COLS if last else _ONE_COLS[:5]
@@ -422,7 +449,7 @@ class PointTables:
             cols = {c: np.concatenate([cols[c], c_cols[c][keep]]) for c in names}
             live = np.concatenate([live, np.ones(len(cols["bucket"]) - len(live), np.int64)])
         served = (live != 0) & (cols["n"] > 0)  # no tombstones, no buckets of unserved rows only
-        return _merge_buckets({c: v[served] for c, v in cols.items()}, every)
+        return merge_buckets({c: v[served] for c, v in cols.items()}, every)
 
     def summary_sql(self) -> tuple[str, list[Any]]:
         """SQL of one row per series over all its points: rows, first_any, last_any (every row)
@@ -445,31 +472,6 @@ class PointTables:
 
 _ONE_COLS = BASE_COLS[1:]  # bucket, n, vmin, vmax, vsum, last_ts, last_v
 _READS = ThreadPoolExecutor(2, thread_name_prefix="store-month-read")  # one-series month-file reads (bucketed_one)
-
-
-def _tier_for(every: int) -> str | None:
-    """The coarsest rollup tier whose width divides `every`."""
-    return next((name for name, w in sorted(TIERS.items(), key=lambda t: -t[1]) if every % w == 0), None)
-
-
-def _merge_buckets(cols: dict[str, np.ndarray], every: int) -> dict[str, np.ndarray]:
-    """Partial aggregates (rollup rows, raw points as rows of n = 1) merged per `every`-bucket,
-    ordered by bucket: what `bucketed`'s SQL computes (sum of n and vsum, min, max, and the last
-    point where `cols` has last_ts). vsum holds integers (exact below 2**53): order cannot change it."""
-    b = cols["bucket"] - cols["bucket"] % every  # floor: numpy's % takes the divisor's sign, like the SQL
-    last_ts = cols.get("last_ts")
-    order = np.lexsort((last_ts, b)) if last_ts is not None else np.argsort(b, kind="stable")
-    b = b[order]
-    if not len(b):
-        return {"bucket": b, **{c: v[order] for c, v in cols.items() if c != "bucket"}}
-    start = np.flatnonzero(np.concatenate([[True], b[1:] != b[:-1]]))
-    n, vmin, vmax, vsum = (cols[c][order] for c in ("n", "vmin", "vmax", "vsum"))
-    out = {"bucket": b[start], "n": np.add.reduceat(n, start), "vmin": np.minimum.reduceat(vmin, start),
-           "vmax": np.maximum.reduceat(vmax, start), "vsum": np.add.reduceat(vsum, start)}
-    if last_ts is not None:
-        end = np.concatenate([start[1:], [len(b)]]) - 1  # the row with the greatest last_ts of each bucket
-        out |= {"last_ts": last_ts[order][end], "last_v": cols["last_v"][order][end]}
-    return out
 
 
 def scale_of(resolution: float) -> tuple[float, bool]:

@@ -28,7 +28,8 @@ straddles the cut are not read any more and go with their file once the month is
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import duckdb
@@ -37,7 +38,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from greennanny.store.cold_rollups import RollupMonths, month_of, month_start
+from greennanny.store.cold import DAY_NS, sort_rows
+from greennanny.store.cold_rollups import SCHEMAS, RollupMonths, month_of, month_of_day, month_start
+from greennanny.store.rollup_build import day_rollups, exact_in_int64
+from greennanny.store.writes_behind import WritesBehind
 
 MIN_NS = 60 * 1_000_000_000
 HOUR_NS = 60 * MIN_NS
@@ -62,16 +66,19 @@ CREATE TABLE IF NOT EXISTS tier_state (key VARCHAR PRIMARY KEY, value BIGINT);
 """
 
 RawSql = Callable[..., tuple[str, list[Any]]]
+RawDays = Callable[[int, int], Iterator[tuple[int, pa.Table]]]  # (day, its raw rows) of the days in [lo, hi)
 
 
 class Rollups:
     """Both rollup tiers on the store's connection, under the store's lock and transaction."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, months: RollupMonths, raw_sql: RawSql, *,
-                 has_state: bool) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, months: RollupMonths, raw_sql: RawSql, raw_days: RawDays,
+                 writes: WritesBehind, *, has_state: bool) -> None:
         self.con = con
         self.months = months
         self._raw_sql = raw_sql
+        self._raw_days = raw_days
+        self.writes = writes
         state = dict(con.execute("SELECT key, value FROM tier_state").fetchall()) if has_state else {}
         self.until = int(state.get("rollups_until", LO))  # rollups cover every bucket before this instant
         self.floor = {name: int(state.get(f"rollup_{name}_from", LO)) for name in TIERS}  # retention
@@ -88,23 +95,60 @@ class Rollups:
         return LO if self.until == LO else month_start(month_of(self.until))
 
     def filed_before(self, name: str) -> int:
-        """The end of the newest month with a file: table rows before it may shadow file rows.
-        The start of the open month, except after a compaction that died after its rename."""
-        months = self.months.months(name)
-        return month_start(months[-1] + 1) if months else LO
+        """The end of the newest file (month or day) of the tier: table rows before it may shadow
+        file rows. The watermark, or the start of the open month for the 1-h tier, except after a
+        compaction that died after its rename."""
+        return self.months.end(name)
 
     # -- building ------------------------------------------------------------------------------
     def build(self, lo: int, hi: int) -> None:
-        """Rollup rows of every bucket in [lo, hi) (whole days, from the watermark on), from raw."""
-        for name in TIERS:  # file rows from `lo` on are left by a rolled-back compaction: trim them
-            for m in [m for m in self.months.months(name) if month_start(m + 1) > lo]:
-                kept = self.con.sql(f"SELECT * FROM read_parquet('{self.months.path(name, m)}') WHERE bucket < ?",
-                                    params=[lo]).to_arrow_table()
-                self.months.write_month(name, m, kept)
-        raw, args = self._raw_sql(lo, hi)
-        for name, width in TIERS.items():
+        """Rollup rows of every bucket in [lo, hi) (whole days, from the watermark on), from raw,
+        a day at a time (store/rollup_build.py): the 1-min rows to the day's file, the 1-h rows
+        to the table. The day files are written on a thread (store/writes_behind.py) and may
+        still be when this returns: the caller settles `writes` before it commits.
+
+        Files left from `lo` on by a rolled-back compaction go first: day files of days that
+        hold nothing now, and a month file whose month is not closed (the 1-min tier's, written
+        by a version that merged its month, entirely: the table still holds its rows; the 1-h
+        tier's is trimmed to the rows before `lo`)."""
+        months = self.months
+        for name in TIERS:
+            for m in [m for m in months.months(name) if month_start(m + 1) > lo]:
+                kept = SCHEMAS[name].empty_table() if name == "1m" else self.con.sql(
+                    f"SELECT * FROM {months.scan_sql(name, [str(months.path(name, m))])} WHERE bucket < ?",
+                    params=[lo]).to_arrow_table()
+                months.write_month(name, m, kept)
             self.con.execute(f"DELETE FROM rollup_{name} WHERE bucket >= ? AND bucket < ?", [lo, hi])
-            self.con.execute(_rollup_insert(name, width, f"({raw}) r") + " ORDER BY 1, 2", args)
+        built: set[int] = set()
+        for day, raw in self._raw_days(lo, hi):
+            one_m = self._build_day(raw)
+            if one_m.num_rows:
+                built.add(day)
+                self.writes.submit(months.write_day_file, "1m", day, one_m, then=partial(months.adopt_day, "1m", day))
+        months.drop_days_from("1m", lo // DAY_NS, built)
+
+    def _build_day(self, raw: pa.Table) -> pa.Table:
+        """One day's rollups from its raw rows: the 1-h rows go into the table, the 1-min rows
+        (in file order) are returned for the day's file."""
+        raw = sort_rows(raw)
+        if not exact_in_int64(raw):  # sums near int64's bound: DuckDB's HUGEINT sum is the exact one
+            self.con.register("_day_raw", raw)
+            try:
+                one_m = self.con.sql(_rollup_select("1m", MIN_NS, "_day_raw r") + " ORDER BY 1, 2").to_arrow_table() \
+                    .rename_columns(TIER_COLS["1m"])
+                one_h = self.con.sql(_rollup_select("1h", HOUR_NS, "_day_raw r")).to_arrow_table()
+            finally:
+                self.con.unregister("_day_raw")
+        else:
+            one_m = day_rollups(raw, MIN_NS, listing=False)
+            one_h = day_rollups(raw, HOUR_NS, listing=True)
+        if one_h.num_rows:
+            self.con.register("_day_1h", one_h)
+            try:
+                self.con.execute("INSERT INTO rollup_1h SELECT * FROM _day_1h")
+            finally:
+                self.con.unregister("_day_1h")
+        return one_m
 
     def rebuild(self, name: str, width: int, b_lo: int, b_hi: int) -> None:
         """Replace the buckets listed in temp table `_touch` (sid, bucket) by a recompute from raw;
@@ -125,36 +169,52 @@ class Rollups:
                         [b_lo, closed, b_lo, closed])
 
     def close_months(self) -> int:
-        """Merge the table rows of every closed month into its file and delete them from the
-        table (file first, atomically; the delete commits with the caller's transaction).
-        Returns month files written."""
+        """Merge the table rows of every closed month into its files (file first, atomically;
+        the table's delete commits with the caller's transaction) and return the files written:
+        the 1-h tier's into the month file; the 1-min tier's (late points and deletes behind the
+        watermark, which shadow file rows until then) into their day files (or their month file,
+        where one is there from a version that made them)."""
         closed = self.closed_before()
         written = 0
-        for name in TIERS:
-            first = self.con.execute(f"SELECT min(bucket) FROM rollup_{name} WHERE bucket < ?", [closed]).fetchall()
-            if first[0][0] is None:
-                continue
+        first = self.con.execute("SELECT min(bucket) FROM rollup_1h WHERE bucket < ?", [closed]).fetchall()
+        if first[0][0] is not None:
             for m in range(month_of(int(first[0][0])), month_of(closed)):
                 lo, hi = month_start(m), month_start(m + 1)
-                if self.con.execute(f"SELECT count(*) FROM rollup_{name} WHERE bucket >= ? AND bucket < ?",
-                                    [lo, hi]).fetchall() == [(0,)]:
-                    continue
-                self._merge(name, m, lo, hi)
-                written += 1
+                if self._table_rows("1h", lo, hi):
+                    self._merge("1h", lo, hi, partial(self.months.write_month, "1h", m))
+                    written += 1
+        months = self.months
+        late = [int(d) for (d,) in self.con.execute(
+            f"SELECT DISTINCT (bucket - (((bucket % {DAY_NS}) + {DAY_NS}) % {DAY_NS})) // {DAY_NS} FROM rollup_1m "
+            "WHERE bucket < ? ORDER BY 1", [closed]).fetchall()]
+        filed = set(months.months("1m"))
+        for m in sorted({month_of_day(d) for d in late} & filed):
+            self._merge("1m", month_start(m), month_start(m + 1), partial(months.write_month, "1m", m))
+            written += 1
+        for d in [d for d in late if month_of_day(d) not in filed]:
+            self._merge("1m", d * DAY_NS, (d + 1) * DAY_NS, partial(months.write_day, "1m", d))
+            written += 1
         return written
 
-    def _merge(self, name: str, month: int, lo: int, hi: int) -> None:
+    def _table_rows(self, name: str, lo: int, hi: int) -> int:
+        return int(self.con.execute(f"SELECT count(*) FROM rollup_{name} WHERE bucket >= ? AND bucket < ?",
+                                    [lo, hi]).fetchall()[0][0])
+
+    def _merge(self, name: str, lo: int, hi: int, write: Callable[[pa.Table], int]) -> None:
+        """The file of [lo, hi) (a month or a day) written as its table rows over its file rows
+        (tombstones left out), then its table rows deleted."""
         cols = ", ".join(TIER_COLS[name])
         keep_lo = max(lo, self.floor[name])
         sql = f"SELECT {cols} FROM rollup_{name} t WHERE bucket >= ? AND bucket < ? AND t.{LIVE[name]} > 0"
         args: list[Any] = [keep_lo, hi]
-        if month in self.months.months(name):
+        files = self.months.files(name, lo, hi)
+        if files:
             c_cols = ", ".join(f"c.{c}" for c in TIER_COLS[name])
-            sql += (f" UNION ALL SELECT {c_cols} FROM read_parquet('{self.months.path(name, month)}') c ANTI JOIN "
+            sql += (f" UNION ALL SELECT {c_cols} FROM {self.months.scan_sql(name, files)} c ANTI JOIN "
                     f"(SELECT series_id, bucket FROM rollup_{name} WHERE bucket >= ? AND bucket < ?) o "
                     "ON o.series_id = c.series_id AND o.bucket = c.bucket WHERE c.bucket >= ? AND c.bucket < ?")
             args += [lo, hi, keep_lo, min(hi, self.until)]
-        self.months.write_month(name, month, self.con.sql(sql, params=args).to_arrow_table())
+        write(self.con.sql(sql, params=args).to_arrow_table())
         self.con.execute(f"DELETE FROM rollup_{name} WHERE bucket >= ? AND bucket < ?", [lo, hi])
 
     # -- retention -------------------------------------------------------------------------------
@@ -168,6 +228,7 @@ class Rollups:
         assert not regs
         self.con.execute(f"DELETE FROM rollup_{name} WHERE bucket < ?", [ts_ns])
         self.months.drop_before(name, month_of(ts_ns))
+        self.months.drop_days_before(name, ts_ns // DAY_NS)
         self.floor[name] = ts_ns
         self._set(f"rollup_{name}_from", ts_ns)
         return n
@@ -203,7 +264,7 @@ class Rollups:
                 cold = cold.filter(pc.invert(pc.is_in(cold.column("bucket"), pa.array(np.asarray(shadow, np.int64)))))
             con.register(f"_cold_{name}", cold)
             return f"{sql} UNION ALL SELECT {', '.join(cols)} FROM _cold_{name}", args, [f"_cold_{name}"]
-        src = "read_parquet([" + ", ".join(f"'{f}'" for f in files) + "])"
+        src = self.months.scan_sql(name, files)
         c_join = f" SEMI JOIN {ids_table} ON c.series_id = {ids_table}.sid" if ids_table else ""
         sql += (f" UNION ALL SELECT {', '.join('c.' + c for c in cols)} FROM {src} c{c_join} ANTI JOIN "
                 f"(SELECT series_id, bucket FROM rollup_{name} WHERE bucket >= ? AND bucket < ?) o "
@@ -233,6 +294,7 @@ class Rollups:
             out[f"rollup_{name}_rows"] = int(con.execute(f"SELECT count(*) FROM ({src})", args).fetchall()[0][0]) \
                 if src else 0
             out[f"rollup_{name}_months"] = len(self.months.months(name))
+            out[f"rollup_{name}_days"] = len(self.months.days(name))
             out[f"rollup_{name}_file_bytes"] = self.months.bytes(name)
             blocks = con.execute(f"SELECT count(DISTINCT block_id) FROM pragma_storage_info('rollup_{name}') "
                                  "WHERE persistent AND block_id >= 0").fetchall()[0][0]
@@ -241,11 +303,17 @@ class Rollups:
 
 
 def _rollup_insert(name: str, width: int, source: str) -> str:
-    """INSERT of rollup tier `name` rows aggregated from `source`, raw rows aliased `r`: the one
-    definition of what a rollup row holds (served aggregates; the hourly tier also all rows)."""
+    """INSERT of rollup tier `name` rows aggregated from `source`, raw rows aliased `r`."""
+    return f"INSERT INTO rollup_{name} " + _rollup_select(name, width, source)
+
+
+def _rollup_select(name: str, width: int, source: str) -> str:
+    """SELECT of rollup tier `name` rows aggregated from `source`, raw rows aliased `r`: the one
+    definition of what a rollup row holds (served aggregates; the hourly tier also all rows);
+    store/rollup_build.py computes the same in numpy."""
     f = f"FILTER (WHERE {_SERVED_R})"
     listing = ", count(*), min(r.ts), max(r.ts)" if name == "1h" else ""
     where = "" if name == "1h" else f" WHERE {_SERVED_R}"  # the 1-min tier keeps served buckets only
-    return (f"INSERT INTO rollup_{name} SELECT r.series_id, r.ts - (((r.ts % {width}) + {width}) % {width}) AS b, "
+    return (f"SELECT r.series_id, r.ts - (((r.ts % {width}) + {width}) % {width}) AS b, "
             f"count(*) {f}, min(r.v) {f}, max(r.v) {f}, (sum(r.v) {f})::DOUBLE, max(r.ts) {f}, arg_max(r.v, r.ts) {f}"
             f"{listing} FROM {source}{where} GROUP BY 1, 2")
