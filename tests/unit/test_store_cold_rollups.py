@@ -188,6 +188,11 @@ def test_stats_count_month_file_rows_and_bytes(tmp_path: Path) -> None:
     forty_days(pt, truth)
     s = store.stats()
     assert s["rollup_1h_rows"] == len(truth.rollup("1h", pt.until)) and s["rollup_1h_months"] == 1
+    assert s["rollup_1m_days"] == len(pt.rollups.months.days("1m")) == len(days_of(NOV, pt.until))
+    assert s["rollup_1m_months"] == 0  # the 1-min tier keeps day files
+    from greennanny.cli.db_cmd import _ROWS
+
+    assert {key for _, key in _ROWS} <= set(s)  # every row `greennanny db stats` shows is in the stats
     assert s["rollup_1m_file_bytes"] == pt.rollups.months.bytes("1m") > 0
     assert s["rollup_1m_bytes"] >= s["rollup_1m_file_bytes"]
     assert s["cold_bytes"] == pt.cold.bytes() and s["cold_days"] == len(pt.cold.days())
