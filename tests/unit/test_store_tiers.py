@@ -122,7 +122,7 @@ row = st.tuples(st.integers(1, 3), st.integers(0, 3 * 24 * 60 // 7), st.one_of(s
                 st.sampled_from([0, 0, 0, 1, 2, 3]))
 step = st.one_of(
     st.tuples(st.just("write"), st.lists(row, min_size=1, max_size=40)),
-    st.tuples(st.just("compact"), st.integers(0, 4)),
+    st.tuples(st.just("compact"), st.tuples(st.integers(0, 4), st.integers(0, 2))),  # (days moved, rolled up beyond)
     st.tuples(st.just("delete"), st.tuples(st.integers(0, 600), st.integers(1, 400), st.booleans())),
 )
 
@@ -146,8 +146,8 @@ def test_tiers_and_rollups_equal_the_model(tmp_path_factory: pytest.TempPathFact
             want_replaced = model.write(rows)
             assert res.replaced == want_replaced
             assert res.written == len({(r[0], r[1]) for r in rows})
-        elif kind == "compact":
-            pt.compact(start + arg * DAY_NS)
+        elif kind == "compact":  # as the node: rollups up to now, raw days moved once older (the kept rows between)
+            pt.compact(start + arg[0] * DAY_NS, start + (arg[0] + arg[1]) * DAY_NS)
         else:
             start_min, len_min, one = arg
             lo = start + start_min * STEP
@@ -170,6 +170,51 @@ def test_late_point_for_a_compacted_day_wins_and_is_merged_at_the_next_compactio
     pt.compact(T0 + DAY_NS)
     assert pt.hot_rows() == 0
     assert read_raw(pt).v.tolist() == [150, 200]
+
+
+@pytest.mark.parametrize("change", ["none", "write", "late write", "delete", "retention"])
+def test_a_day_moved_after_its_rollups_holds_what_was_written_since(tables: PointTables, change: str) -> None:
+    """Compaction keeps a day's rows from its rollup build for its move days later
+    (`PointTables._day_rows`); whatever reaches the day meanwhile is in its cold file."""
+    pt, model = tables, Model()
+    ts = T0 + np.arange(3 * 24 * 60 // 7, dtype=np.int64) * STEP  # three days
+    n = len(ts)
+    sid = np.arange(n, dtype=np.int32) % 3 + 1
+    v = np.arange(n, dtype=np.int64)
+    pt.write(sid, ts, v, np.ones(n, bool), np.zeros(n, np.uint8))
+    model.write([(int(a), int(b), int(c), 0) for a, b, c in zip(sid, ts, v, strict=True)])
+    pt.compact(T0, T0 + 2 * DAY_NS)  # rollups of days 1 and 2, nothing moved
+    assert pt.hot_rows() == n and sorted(pt._day_rows) == [T0 // DAY_NS, T0 // DAY_NS + 1]
+    if change == "write":  # a row in a gap of day 1 (a new instant) and one that replaces
+        rows = [(2, T0 + 3 * 60 * 10**9, 7, 0), (1, int(ts[0]), -4, 2)]
+    elif change == "late write":
+        rows = [(1, int(ts[3]), None, 1)]
+    else:
+        rows = []
+    if rows:
+        pt.write(np.array([r[0] for r in rows], np.int32), np.array([r[1] for r in rows], np.int64),
+                 np.array([r[2] or 0 for r in rows], np.int64), np.array([r[2] is not None for r in rows]),
+                 np.array([r[3] for r in rows], np.uint8))
+        model.write(rows)
+    if change == "delete":
+        assert pt.delete(T0 + 3600 * 10**9, T0 + 2 * 3600 * 10**9, [2]) == model.delete(
+            T0 + 3600 * 10**9, T0 + 2 * 3600 * 10**9, [2]) > 0
+    if change == "retention":
+        pt.drop_raw_before(T0 + 600 * 10**9)
+        model.delete(LO, T0 + 600 * 10**9, None)
+    if change != "none":
+        assert T0 // DAY_NS not in pt._day_rows
+    if change != "retention":  # raw retention leaves the rollups be, which the model does not know
+        check(pt, model)
+    pt.compact(T0 + 2 * DAY_NS)  # days 1 and 2 move to their files
+    assert pt.hot_rows() < n and not pt._day_rows
+    if change != "retention":
+        check(pt, model)
+    on_disk = pd.concat([pt.cold.read_day(d).to_pandas() for d in pt.cold.days()]).sort_values(["series_id", "ts"])
+    want = model.frame()
+    want = want[want.ts < T0 + 2 * DAY_NS]
+    assert on_disk[["series_id", "ts"]].values.tolist() == want[["series_id", "ts"]].values.tolist()
+    assert [None if pd.isna(x) else int(x) for x in on_disk.v] == [None if pd.isna(x) else int(x) for x in want.v]
 
 
 def test_retention_drops_whole_cold_days_and_old_rollups(tables: PointTables) -> None:

@@ -92,6 +92,7 @@ class Maintenance:
         space the disk lacks). The next run does the whole move again."""
         self.tiers.rollups.until = until  # the table row went back with the transaction
         self.tiers._cold_days = set(self.tiers.cold.days())
+        self.tiers._day_rows.clear()  # read in the transaction that rolled back: read them again
         for tmp in self.tiers.cold.root.glob("*.tmp"):
             tmp.unlink(missing_ok=True)
         self.tiers.rollups.months.close()

@@ -29,7 +29,8 @@ import pandas as pd
 import pyarrow as pa
 
 from greennanny.store.bucket_merge import merge_buckets, tier_for
-from greennanny.store.cold import DAY_NS, ColdTier, day_of
+from greennanny.store.cold import DAY_NS, ColdTier, day_of, sort_rows
+from greennanny.store.cold import SCHEMA as COLD_SCHEMA
 from greennanny.store.cold_rollups import RollupMonths
 from greennanny.store.rollups import (  # noqa: F401 - re-exported: tests and the store name them here
     BASE_COLS,
@@ -50,6 +51,9 @@ from greennanny.store.writes_behind import WritesBehind
 SCHEMA = "CREATE TABLE IF NOT EXISTS points (series_id INTEGER, ts BIGINT, v BIGINT, quality UTINYINT);" + ROLLUP_SCHEMA
 
 
+_DAY_ROWS_KEPT = 3_000_000  # rows of closed days kept for their move (~63 MB; 1,000 series at 5 min: 864,000)
+
+
 @dataclass(frozen=True, slots=True)
 class Written:
     written: int
@@ -63,6 +67,10 @@ class PointTables:
         if create:
             con.execute(SCHEMA)
         self._cold_days = set(cold.days())
+        # Rows of closed days as compaction's rollup build read them (hot over cold, sorted), kept
+        # for the move of the same day to its cold file two days later: that move then neither
+        # queries nor sorts them again. Any write, delete or retention that reaches a day drops it.
+        self._day_rows: dict[int, pa.Table] = {}
         has_state = create or bool(con.execute(
             "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'tier_state'").fetchall()[0][0])
         self.writes = WritesBehind()  # compaction's files, encoded on a thread (settled before its commit)
@@ -113,14 +121,26 @@ class PointTables:
         return f"{hot} UNION ALL {cold}", args + [lo, hi] + cargs
 
     def _raw_days(self, lo: int, hi: int) -> Iterator[tuple[int, pa.Table]]:
-        """(day, its raw rows, hot over cold, in no order) of every UTC day in [lo, hi) with any."""
+        """(day, its raw rows, hot over cold, in (series_id, ts) order) of every UTC day in
+        [lo, hi) with any; the rows of days still hot are kept for their move (`_day_rows`)."""
         day = f"(ts - (((ts % {DAY_NS}) + {DAY_NS}) % {DAY_NS})) // {DAY_NS}"
-        days = {int(d) for (d,) in self.con.execute(f"SELECT DISTINCT {day} FROM points WHERE ts >= ? AND ts < ?",
-                                                    [lo, hi]).fetchall()}
-        days |= {d for d in self._cold_days if lo <= d * DAY_NS and (d + 1) * DAY_NS <= hi}
+        hot = {int(d) for (d,) in self.con.execute(f"SELECT DISTINCT {day} FROM points WHERE ts >= ? AND ts < ?",
+                                                   [lo, hi]).fetchall()}
+        days = hot | {d for d in self._cold_days if lo <= d * DAY_NS and (d + 1) * DAY_NS <= hi}
         for d in sorted(days):
             raw, args = self.raw_sql(d * DAY_NS, (d + 1) * DAY_NS)
-            yield d, self.con.sql(f"SELECT series_id, ts, v, quality FROM ({raw})", params=args).to_arrow_table()
+            rows = sort_rows(self.con.sql(f"SELECT series_id, ts, v, quality FROM ({raw})", params=args)
+                             .to_arrow_table().cast(COLD_SCHEMA))
+            if d in hot and sum(t.num_rows for t in self._day_rows.values()) + rows.num_rows <= _DAY_ROWS_KEPT:
+                self._day_rows[d] = rows
+            yield d, rows
+
+    def _forget_days(self, lo: int, hi: int) -> None:
+        """Drop the kept rows of the days that [lo, hi] (inclusive) reaches: their rows change."""
+        if self._day_rows:
+            first, last = day_of(lo), day_of(hi)
+            for d in [d for d in self._day_rows if first <= d <= last]:
+                del self._day_rows[d]
 
     def _files(self, lo: int, hi: int) -> list[str]:
         if not self._cold_days:
@@ -141,6 +161,7 @@ class PointTables:
         n = len(ts)
         if not n:
             return Written(0, 0)
+        self._forget_days(int(ts.min()), int(ts.max()))
         sid = sid.astype(np.int64, copy=False)
         self._grow(int(sid.max()) + 1)
         order = np.lexsort((ts, sid))
@@ -225,6 +246,8 @@ class PointTables:
     def delete(self, lo: int, hi: int, series: list[int] | None) -> int:
         """Delete raw rows in [lo, hi) (of `series`, or all), hot and cold; rollups follow."""
         con = self.con
+        if lo < hi:
+            self._forget_days(lo, hi - 1)
         sel = "" if series is None else " AND list_contains(?, series_id)"
         extra: list[Any] = [] if series is None else [series]
         raw, args = self.raw_sql(lo, hi)
@@ -274,14 +297,18 @@ class PointTables:
         """Write the day's file as its cold rows, overlaid by its hot rows, less `drop`; with
         `behind`, on the writer thread (listed once `writes` settles)."""
         start, end = day * DAY_NS, (day + 1) * DAY_NS
-        raw, args = self.raw_sql(start, end)
-        sql = f"SELECT series_id, ts, v, quality FROM ({raw}) WHERE true"
-        extra: list[Any] = []
-        if drop is not None:
-            d_lo, d_hi, d_series = drop
-            sql += " AND NOT (ts >= ? AND ts < ?" + ("" if d_series is None else " AND list_contains(?, series_id)") + ")"
-            extra = [d_lo, d_hi] + ([] if d_series is None else [d_series])
-        table: pa.Table = self.con.sql(sql, params=args + extra).to_arrow_table()
+        kept = self._day_rows.pop(day, None)
+        if kept is not None and drop is None:
+            table = kept  # as the rollup build read it (sorted), and nothing has reached the day since
+        else:
+            raw, args = self.raw_sql(start, end)
+            sql = f"SELECT series_id, ts, v, quality FROM ({raw}) WHERE true"
+            extra: list[Any] = []
+            if drop is not None:
+                d_lo, d_hi, d_series = drop
+                sql += " AND NOT (ts >= ? AND ts < ?" + ("" if d_series is None else " AND list_contains(?, series_id)") + ")"
+                extra = [d_lo, d_hi] + ([] if d_series is None else [d_series])
+            table = self.con.sql(sql, params=args + extra).to_arrow_table()
         if behind:
             self.writes.submit(self.cold.write_day, day, table, then=partial(self._listed, day, table.num_rows))
         else:
@@ -301,6 +328,7 @@ class PointTables:
         n = int(row[0]) if row else 0
         con.execute("DELETE FROM points WHERE ts < ?", [ts_ns])
         keep = day_of(ts_ns)
+        self._forget_days(LO, ts_ns)
         self._cold_days = {d for d in self._cold_days if d >= keep}  # readers stop listing them first
         return n + self.cold.drop_before(keep)
 

@@ -38,7 +38,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from greennanny.store.cold import DAY_NS, sort_rows
+from greennanny.store.cold import DAY_NS
 from greennanny.store.cold_rollups import SCHEMAS, RollupMonths, month_of, month_of_day, month_start
 from greennanny.store.rollup_build import day_rollups, exact_in_int64
 from greennanny.store.writes_behind import WritesBehind
@@ -66,7 +66,7 @@ CREATE TABLE IF NOT EXISTS tier_state (key VARCHAR PRIMARY KEY, value BIGINT);
 """
 
 RawSql = Callable[..., tuple[str, list[Any]]]
-RawDays = Callable[[int, int], Iterator[tuple[int, pa.Table]]]  # (day, its raw rows) of the days in [lo, hi)
+RawDays = Callable[[int, int], Iterator[tuple[int, pa.Table]]]  # (day, its raw rows, sorted) of the days in [lo, hi)
 
 
 class Rollups:
@@ -129,8 +129,7 @@ class Rollups:
 
     def _build_day(self, raw: pa.Table) -> pa.Table:
         """One day's rollups from its raw rows: the 1-h rows go into the table, the 1-min rows
-        (in file order) are returned for the day's file."""
-        raw = sort_rows(raw)
+        (in file order) are returned for the day's file. `raw` is in (series_id, ts) order."""
         if not exact_in_int64(raw):  # sums near int64's bound: DuckDB's HUGEINT sum is the exact one
             self.con.register("_day_raw", raw)
             try:
