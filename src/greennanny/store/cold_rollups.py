@@ -39,6 +39,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
@@ -252,15 +253,13 @@ class RollupMonths:
 
     def _unlink_day(self, tier: str, day: int) -> None:
         self._days[tier].discard(day)  # readers stop listing it first
-        p = self.day_path(tier, day)
-        self._forget(str(p))
-        if p.exists():
-            p.unlink()
-            fsync_dir(p.parent)
+        self._remove(self.day_path(tier, day))
 
     def _unlink(self, tier: str, month: int) -> None:
         self._months[tier].discard(month)  # readers stop listing it first
-        p = self.path(tier, month)
+        self._remove(self.path(tier, month))
+
+    def _remove(self, p: Path) -> None:
         self._forget(str(p))
         if p.exists():
             p.unlink()
@@ -413,21 +412,16 @@ _MIN_TS, _MAX_TS = -(2**62), 2**62  # month arithmetic stays inside datetime64[n
 _DAY_NS = 86_400 * 1_000_000_000
 
 
-def _parse(stem: str) -> int | None:
-    """The month of a month file's name (2025-01), else None."""
-    if len(stem) != 7:
+def _parse(stem: str, unit: Literal["M", "D"] = "M") -> int | None:
+    """The month of a month file's name (2025-01), or with `unit` "D" the day of a day file's
+    (2025-01-31), else None."""
+    if len(stem) != {"M": 7, "D": 10}[unit]:
         return None
     try:
-        return int(np.datetime64(stem, "M").astype(np.int64))
+        return int(np.datetime64(stem, unit).astype(np.int64))
     except ValueError:
         return None
 
 
 def _parse_day(stem: str) -> int | None:
-    """The day of a day file's name (2025-01-31), else None."""
-    if len(stem) != 10:
-        return None
-    try:
-        return int(np.datetime64(stem, "D").astype(np.int64))
-    except ValueError:
-        return None
+    return _parse(stem, "D")
