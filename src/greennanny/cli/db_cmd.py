@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import typer
 from rich.table import Table
 
-from greennanny.cli.backend import open_backend
+from greennanny.cli.backend import Backend, open_backend
 from greennanny.cli.common import ConfigOpt, ViaOpt, console, friendly, print_json, progress_bar, resolve_config
 from greennanny.errors import GreennannyError
 from greennanny.store.export import DEFAULT_CHUNK_ROWS, ExportRequest, export_bytes, plan_export
@@ -112,8 +112,9 @@ def _export_from_store(store: Any, req: ExportRequest, part: Path) -> tuple[int,
     return prog.rows, len(plan.series)
 
 
-def _export_from_api(b: Any, req: ExportRequest, part: Path) -> tuple[int, int]:
-    params: list[tuple[str, str]] = [("format", req.format)] + [("series", s) for s in req.series]
+def _export_from_api(b: Backend, req: ExportRequest, part: Path) -> tuple[int, int]:
+    params: list[tuple[str, str | int | float | bool | None]] = [("format", req.format)]
+    params += [("series", s) for s in req.series]
     for name in ("site", "zone", "device", "quantity", "start", "end", "every", "agg"):
         if getattr(req, name):
             params.append((name, getattr(req, name)))
@@ -123,7 +124,7 @@ def _export_from_api(b: Any, req: ExportRequest, part: Path) -> tuple[int, int]:
         with b.client.stream("GET", "/db/export", params=params) as r:
             if r.status_code >= 400:
                 r.read()
-                b._json(r)  # raises ApiError with the API's message
+                b.json_of(r)  # raises ApiError with the API's message
             with part.open("wb") as fh, progress_bar(after="{task.fields[info]}") as bar:
                 task = bar.add_task("exporting through the node's API", total=None, info="")
                 for data in r.iter_bytes():
