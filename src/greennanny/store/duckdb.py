@@ -186,7 +186,12 @@ class DuckDBStore(Failures, FileRewrite, NodeTables, Maintenance):
 
     # -- writes ------------------------------------------------------------------------------
     def _series_ids(self, keys: list[SeriesKey]) -> np.ndarray:
-        new = [k for k in keys if k not in self._ids]
+        ids = self._ids
+        try:  # the common case, every key known: one hash per key (a quarter of a write's time was two)
+            return np.array(list(map(ids.__getitem__, keys)), np.int32)
+        except KeyError:
+            pass
+        new = [k for k in keys if k not in ids]
         if new:
             start = int(scalar(self._con, "SELECT coalesce(max(id), 0) + 1 FROM series"))
             now = time.time_ns()
