@@ -10,6 +10,9 @@
     │   │   └── DiskFull     no space left where the store lives: free some, writes resume
     │   ├── SchemaVersionError  refuse to open: file from another schema version
     │   └── NotSupported     the backend lacks this capability
+    ├── ModelError           the model registry could not do it
+    │   ├── ArtifactRefused  a model artifact is missing or its sha256 differs: fall back
+    │   └── UnknownVersion   no such series or version in the registry (names both)
     ├── BrokerError          MQTT connection/subscription problems (paho errors translated here)
     └── NodeNotRunning       the CLI asked a node's API that is not there
 
@@ -98,6 +101,19 @@ class SchemaVersionError(StoreError):
 
 class NotSupported(StoreError):
     """The backend does not have this capability."""
+
+
+class ModelError(GreennannyError):
+    """The model registry could not do what was asked."""
+
+
+class ArtifactRefused(ModelError):
+    """A model artifact that is missing, unreadable or not the bytes recorded at save (sha256):
+    it is never loaded; the caller falls back and records why."""
+
+
+class UnknownVersion(ModelError):
+    """A series or version that the registry does not hold; the message names what was asked."""
 
 
 class BrokerError(GreennannyError):

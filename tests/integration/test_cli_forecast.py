@@ -22,7 +22,8 @@ def cli(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=300, check=False)
 
 
-def test_forecast_commands_on_the_file_and_through_the_node(tmp_path, mosquitto):
+def two_houses(tmp_path: Path, mosquitto) -> tuple[Path, int]:
+    """A node config (API on a free port) whose store holds 4 days of two houses' air temperature."""
     port = free_port()
     cfg = write_config(tmp_path / "node.toml", broker_url=mosquitto.url, api_port=port,
                        data_dir=tmp_path / "data").resolve()
@@ -31,6 +32,11 @@ def test_forecast_commands_on_the_file_and_through_the_node(tmp_path, mosquitto)
     for name, zone in (("a.csv", "house-1"), ("b.csv", "house-2")):
         r = cli(cfg, "import", str(climate_csv(tmp_path / name, 4, zone)), *imp)
         assert r.returncode == 0, r.stderr
+    return cfg, port
+
+
+def test_forecast_commands_on_the_file_and_through_the_node(tmp_path, mosquitto):
+    cfg, port = two_houses(tmp_path, mosquitto)
 
     # No node: the CLI opens the file, and shows a progress bar while it works.
     r = cli(cfg, "forecast", "run", "--json")

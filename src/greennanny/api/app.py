@@ -22,6 +22,7 @@ from greennanny import __version__
 from greennanny.api import errors
 from greennanny.api.batch_codec import batch_from_arrow
 from greennanny.api.forecast_routes import forecast_router
+from greennanny.api.model_routes import model_router
 from greennanny.api.registry_routes import registry_router
 from greennanny.config import Config
 from greennanny.errors import ConfigError, StoreError
@@ -211,6 +212,7 @@ def create_app(cfg: Config, store: DuckDBStore, node: Any = None) -> FastAPI:
 
     app.include_router(registry_router(cfg, store, node), dependencies=guarded)
     app.include_router(forecast_router(cfg, store, node), dependencies=guarded)
+    app.include_router(model_router(store, node), dependencies=guarded)
     if cfg.influx_write.enabled:  # InfluxDB 1.x answers and its own auth rule: see influx_compat
         from greennanny.api.influx_compat import influx_router
         app.include_router(influx_router(cfg, store, node))

@@ -7,7 +7,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from greennanny.errors import ConfigError, GreennannyError, InputError, NotSupported, StoreUnavailable
+from greennanny.errors import (
+    ArtifactRefused,
+    ConfigError,
+    GreennannyError,
+    InputError,
+    NotSupported,
+    StoreUnavailable,
+    UnknownVersion,
+)
 
 
 def error_body(status: int, code: str, message: str) -> JSONResponse:
@@ -34,6 +42,10 @@ def install(app: FastAPI) -> None:
             return error_body(400, "invalid_input", str(exc))
         if isinstance(exc, NotSupported):
             return error_body(501, "not_supported", str(exc))
+        if isinstance(exc, UnknownVersion):
+            return error_body(404, "unknown_version", str(exc))
+        if isinstance(exc, ArtifactRefused):
+            return error_body(409, "artifact_refused", str(exc))
         if isinstance(exc, StoreUnavailable):
             return error_body(503, "store_unavailable", str(exc))
         return error_body(500, "internal_error", str(exc))

@@ -28,8 +28,11 @@ def forecast_router(cfg: Config, store: DuckDBStore, node: Any = None) -> APIRou
         svc = getattr(node, "forecaster", None)
         if isinstance(svc, ForecastService):
             return svc
+        if node is not None:  # a node with its schedule off: its service, made here, resumes from the registry
+            node.forecaster = ForecastService(store, cfg.forecast, node.clock, resume=True)
+            return node.forecaster
         if "svc" not in own:
-            own["svc"] = ForecastService(store, cfg.forecast, node.clock if node is not None else SystemClock())
+            own["svc"] = ForecastService(store, cfg.forecast, SystemClock())
         return own["svc"]
 
     def ids(series: list[int] | None) -> list[int] | None:
@@ -49,7 +52,7 @@ def forecast_router(cfg: Config, store: DuckDBStore, node: Any = None) -> APIRou
             at: str | None = Query(None, description="Forecast as of this instant (ISO 8601 or epoch; default "
                                                      "now): for imported history.")) -> dict[str, Any]:
         """Forecast and store the result; returns the run's summary."""
-        return service().run_once(when(at), series_ids=ids(series)).as_dict()
+        return service().run_once(when(at), series_ids=ids(series), trained_by="manual (api)").as_dict()
 
     @r.get("/forecasts/backtest")
     def backtest(series: list[int] | None = Query(None), at: str | None = Query(None), models: str | None = Query(

@@ -69,7 +69,7 @@ def run(series: list[int] = SeriesOpt, at: str = AtOpt, as_json: bool = typer.Op
         if b.via == "file":
             svc = _service(cfg, b)
             body = _with_progress("forecasting", lambda p: svc.run_once(_at_ns(at_text), series_ids=series or None,
-                                                                         progress=p)).as_dict()
+                                                                         progress=p, trained_by="manual (cli)")).as_dict()
         else:
             with console.status("the node is forecasting"):
                 body = b.client.post("/forecasts/run", params=_params(series=series, at=at_text), timeout=3600)
@@ -99,7 +99,8 @@ def run(series: list[int] = SeriesOpt, at: str = AtOpt, as_json: bool = typer.Op
 def show(series_id: int, as_json: bool = typer.Option(False, "--json", help="Print JSON (the API's body)."),
          config: Path = ConfigOpt, via: str = ViaOpt) -> None:
     """The latest forecast of one series: which model made it, its backtest error, and the values."""
-    with open_backend(resolve_config(config), prefer=via) as b:
+    cfg = resolve_config(config)
+    with open_backend(cfg, prefer=via) as b:
         body = b.get(f"/series/{series_id}/forecast")
     if as_json:
         print_json(body)
@@ -110,11 +111,20 @@ def show(series_id: int, as_json: bool = typer.Option(False, "--json", help="Pri
                   f"(runner-up {body['runner_up'] or '-'} {_f(body['runner_up_mase'])}), as of {body['made_at']}")
     if body["fallback_reason"]:
         console.print(f"[yellow]fallback:[/yellow] {body['fallback_reason']}")
+    elif _kept_by_margin(body, cfg.forecast.models[0]):
+        console.print(f"note: {body['model']} stays the choice unless another model's backtest MASE is "
+                      f"{cfg.forecast.prefer_margin:.0%} lower ([forecast] prefer_margin)", highlight=False)
     t = Table("time (UTC)", "mean", "80 %", "95 %")
     for ts, m, lo, hi, lo95, hi95 in zip(body["ts"], body["mean"], body["lo80"], body["hi80"], body["lo95"],
                                          body["hi95"]):
         t.add_row(ts, _f(m), f"{_f(lo)} .. {_f(hi)}", f"{_f(lo95)} .. {_f(hi95)}")
     console.print(t)
+
+
+def _kept_by_margin(body: dict[str, Any], preferred: str) -> bool:
+    """The preferred model chosen although the runner-up's backtest error is lower (by less than the margin)."""
+    mine, other = body.get("backtest_mase"), body.get("runner_up_mase")
+    return body.get("model") == preferred and mine is not None and other is not None and other < mine
 
 
 @app.command("backtest")

@@ -11,6 +11,12 @@ The points go through `forecast.quality.prepare_panel` (duplicates, stuck sensor
 `[forecast]` rules; the run summary counts what it found. The per-series reasons are on the
 `ForecastResult` (`quality_notes`); the store has no column for them yet (issue 6 makes them
 events), a fallback's reason is stored as before.
+
+Every model chosen the full way is registered (`mlops.registry`, design 005): one version per
+series per run, with its lineage and artifact, in one transaction at the end of the run. A node's
+service (`resume=True`) starts from the registered production versions instead of re-choosing
+every model; a version whose artifact is refused is replaced by the fallback chain, and the
+forecasts it makes say so in their `fallback_reason`.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from greennanny.forecast.quality import QualityReport, QualityRules, prepare_pan
 from greennanny.forecast.refresh import Choice, merge, refresh, refreshable, remember
 from greennanny.forecast.runner import forecast_panel
 from greennanny.forecast.selection import select_by_backtest
+from greennanny.mlops.registry import Lineage, Registry, lineage_of
 from greennanny.runtime.clock import Clock
 from greennanny.store.duckdb import DuckDBStore
 
@@ -57,6 +64,7 @@ class ForecastRunSummary:
     quality: dict[str, int] = field(default_factory=dict)
     refit: bool = True  # the models were chosen again by backtest (else: a refresh of the last choice)
     refreshed: int = 0  # series forecast with their remembered model (the rest went the full way)
+    registered: int = 0  # model versions this run added to the registry
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -76,14 +84,34 @@ def _quality_counts(reports: list[QualityReport]) -> dict[str, int]:
 
 
 class ForecastService:
-    def __init__(self, store: DuckDBStore, cfg: ForecastConfig, clock: Clock) -> None:
+    def __init__(self, store: DuckDBStore, cfg: ForecastConfig, clock: Clock, *, resume: bool = False) -> None:
         self.store = store
         self.cfg = cfg
         self.clock = clock
         self.last: ForecastRunSummary | None = None
+        self.registry = Registry(store)
         self._run_lock = threading.Lock()  # the refresh thread and a run asked for through the API
         self._choices: dict[int, Choice] = {}  # per series, from the last full refit (forecast/refresh.py)
         self._refit_ns: int | None = None  # `now` of the last refit of every series
+        self._resume = resume  # start from the registry's production versions (the node), once
+        self._chain: dict[int, str] = {}  # series whose choice came down the fallback chain, and why
+
+    def reload(self, now_ns: int | None = None) -> int:
+        """Take every series' production version from the registry (at a node's first run, and
+        after a rollback); returns how many series got a choice from it."""
+        with self._run_lock:
+            return self._load_registered(self.clock.now_ns() if now_ns is None else now_ns)
+
+    def _load_registered(self, now: int) -> int:
+        self._resume = False
+        loaded = self.registry.load_production(now_ns=now)
+        self._choices.update(loaded.choices)
+        self._chain = {s: why for s, why in loaded.notes.items() if s in loaded.choices}
+        for sid in set(loaded.notes) - set(loaded.choices):  # nothing loads: the next run refits it
+            self._choices.pop(sid, None)
+        if loaded.last_run_ns is not None and self._refit_ns is None:
+            self._refit_ns = loaded.last_run_ns
+        return len(loaded.choices)
 
     def _grid(self, now: int) -> tuple[int, int, int, int, int]:
         """(step, season, horizon, end, length) of the panel for a run at `now`."""
@@ -125,21 +153,24 @@ class ForecastService:
                                      min_history_days=self.cfg.min_history_days)
 
     def run_once(self, now_ns: int | None = None, *, series_ids: Sequence[int] | None = None,
-                 progress: Progress | None = None) -> ForecastRunSummary:
+                 progress: Progress | None = None, trained_by: str = "schedule") -> ForecastRunSummary:
         """One forecasting run (one run id), `chunk_series` series at a time.
 
         Why chunks: memory stays bounded by a chunk (the backtest holds models x origins x series
         x horizon forecasts), the store lock is taken once a chunk for its write, and a caller
         can show progress (`progress(done, total)`). Series are independent in every model, so a
-        chunk's forecasts equal those of one big panel.
+        chunk's forecasts equal those of one big panel. `trained_by` is what the registry records
+        as having trained the run's new versions (schedule, manual, backfill).
         """
         with self._run_lock:
-            return self._run(now_ns, series_ids, progress)
+            return self._run(now_ns, series_ids, progress, trained_by)
 
     def _run(self, now_ns: int | None, series_ids: Sequence[int] | None,
-             progress: Progress | None) -> ForecastRunSummary:
+             progress: Progress | None, trained_by: str) -> ForecastRunSummary:
         t0 = time.monotonic()
         now = self.clock.now_ns() if now_ns is None else now_ns
+        if self._resume:
+            self._load_registered(now)
         step, season, horizon, _, _ = self._grid(now)
         series = self._candidates(now, series_ids)
         summary = ForecastRunSummary(series_considered=len(series))
@@ -155,6 +186,8 @@ class ForecastService:
             progress(0, len(series))
         refit = self._refit_due(now)
         summary.refit = refit
+        chosen: dict[int, Choice] = {}
+        lineage: dict[int, Lineage] = {}
         for k in range(0, len(series), chunk):
             ids = np.array([s.id for s in series[k:k + chunk]], dtype=np.int64)
             prepared = self._prepared(ids, now)
@@ -163,17 +196,26 @@ class ForecastService:
             rest = np.setdiff1d(np.arange(panel.n_series), rows)
             parts = []
             if rows.size:
-                parts.append(refresh(panel.take(rows), self._choices, horizon=horizon, season=season, now_ns=now))
+                again = refresh(panel.take(rows), self._choices, horizon=horizon, season=season, now_ns=now)
+                for i, sid in enumerate(again.series_ids.tolist()):  # a version from the fallback chain says so
+                    again.fallback_reason[i] = self._chain.get(int(sid))
+                parts.append(again)
                 summary.refreshed += int(rows.size)
             if rest.size:
-                full = forecast_panel(panel.take(rest), horizon=horizon, season=season, models=self.cfg.models,
+                fresh = panel.take(rest)
+                full = forecast_panel(fresh, horizon=horizon, season=season, models=self.cfg.models,
                                       backtest_origins=self.cfg.backtest_origins, now_ns=now,
                                       prefer_margin=self.cfg.prefer_margin, min_history=min_steps,
                                       quality=prepared.by_id())
                 for sid, why in zip(full.series_ids.tolist(), full.fallback_reason):
                     if why is not None:  # a fallback now: no remembered model may stand in for it
                         self._choices.pop(int(sid), None)
-                self._choices.update(remember(full))
+                got = remember(full)
+                self._choices.update(got)
+                chosen.update(got)
+                lineage.update({s: x for s, x in lineage_of(fresh).items() if s in got})
+                for sid in got:
+                    self._chain.pop(sid, None)
                 parts.append(full)
             res = merge(parts)
             reports += prepared.reports
@@ -186,6 +228,9 @@ class ForecastService:
                 progress(min(k + chunk, len(series)), len(series))
         if refit and series_ids is None:
             self._refit_ns = now
+        summary.registered = len(self.registry.register_run(
+            run_id, now, chosen, lineage, step_ns=step, horizon=horizon, trained_by=trained_by,
+            reason="refit" if refit else "first model of a series without one"))
         summary.quality = _quality_counts(reports)
         summary.run_id = run_id
         summary.models = dict(models)
@@ -285,7 +330,7 @@ class ForecastService:
                 groups[-1] = (t, groups[-1][1] + [s.id])
             else:
                 groups.append((t, [s.id]))
-        return [self.run_once(now_ns=end + 1, series_ids=ids) for end, ids in groups]
+        return [self.run_once(now_ns=end + 1, series_ids=ids, trained_by="backfill") for end, ids in groups]
 
     def loop(self, stop: threading.Event) -> None:
         """Run 5 s after start, then at every `refresh_min` boundary of the wall clock (:00, :15,

@@ -135,7 +135,7 @@ def run_demo(*, once: bool, broker: str | None, data_dir: Path, port: int, simul
         summary = _summary(node, cfg, broker, published, sources, fc, time.monotonic() - t_start, shared_dir)
         _print_summary(summary, as_json)
         if not as_json:
-            console.print(f"explore the demo's store with its config, e.g. [bold]greennanny series list -c "
+            console.print(f"explore the demo's store with its config, e.g. [bold]{_cli_name()} series list -c "
                           f"{data_dir / 'greennanny.toml'}[/]", highlight=False)
         if not once:
             console.print(f"\n[bold green]dashboard:[/] {cfg.api_url}/   (API docs: {cfg.api_url}/docs)  "
@@ -211,6 +211,19 @@ def _summary(node: Node, cfg: Config, broker: str, published: int, sources: dict
         "deadletters": st.deadletter_counts(),
         "seconds": round(seconds, 1),
     }
+
+
+def _cli_name() -> str:
+    """`greennanny` when it is on PATH, else the venv's own script (a new user has not activated it)."""
+    import sys
+
+    if shutil.which("greennanny"):
+        return "greennanny"
+    here = Path(sys.executable).parent / "greennanny"
+    try:
+        return str(here.relative_to(Path.cwd())) if here.exists() else "greennanny"
+    except ValueError:
+        return str(here)
 
 
 def _print_summary(s: dict[str, Any], as_json: bool) -> None:

@@ -132,7 +132,7 @@ class Node:
         if forecasts and self.cfg.forecast.enabled:
             from greennanny.forecast.service import ForecastService
 
-            svc = ForecastService(self.store, self.cfg.forecast, self.clock)
+            svc = ForecastService(self.store, self.cfg.forecast, self.clock, resume=True)
             self.forecaster = svc
             t = threading.Thread(target=svc.loop, args=(self._stop,), name="forecast", daemon=True)
             t.start()

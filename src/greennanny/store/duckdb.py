@@ -26,9 +26,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import duckdb
 import numpy as np
@@ -70,6 +70,8 @@ from greennanny.store.duckdb_sql import META, SCHEMA, first_line, scalar
 from greennanny.store.points import HI, LO, PointTables, scale_of
 
 log = logging.getLogger("greennanny.store")
+
+T = TypeVar("T")
 
 SCHEMA_VERSION = 2  # 2: points as integers at storage resolution in tiers, rollups (design 003)
 
@@ -235,6 +237,16 @@ class DuckDBStore(Failures, FileRewrite, NodeTables, Maintenance):
                 last[(int(sid[r]), int(batch.ts_ns[r]))] = reason
             self._con.executemany("INSERT INTO point_notes VALUES (?, ?, ?)", [(a, b, c) for (a, b), c in last.items()])
         return WriteResult(w.written, w.replaced, rejected)
+
+    def transaction(self, fn: Callable[[duckdb.DuckDBPyConnection], T], doing: str = "writing") -> T:
+        """`fn(connection)` in one transaction under the store's lock, with the store's handling
+        of a full disk and failed commits: for the node's other tables (the model registry)."""
+        with self._lock:
+            return cast(T, self._transaction(lambda: fn(self._con), doing))
+
+    def reader(self) -> duckdb.DuckDBPyConnection:
+        """A cursor for reads (each read sees the last committed state)."""
+        return self._cur()
 
     def write(self, batch: Batch) -> WriteResult:
         with self._lock:

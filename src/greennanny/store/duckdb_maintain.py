@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import duckdb
 
@@ -32,12 +32,13 @@ class Retention:
     ledger_days: int = 30
     deadletters_days: int = 90
     compact_after_h: int = 48
+    model_versions_kept: int = 3  # per series, besides production (mlops.registry.Registry.prune)
 
 
 def retention_from(cfg: Any) -> Retention:
     """The store's policy from a `config.RetentionConfig` (kept apart so the store needs no config)."""
     return Retention(cfg.raw_days, cfg.rollup_1m_days, cfg.rollup_1h_days, cfg.forecasts_days, cfg.ledger_days,
-                     cfg.deadletters_days, cfg.compact_after_h)
+                     cfg.deadletters_days, cfg.compact_after_h, cfg.model_versions_kept)
 
 
 class Maintenance:
@@ -126,8 +127,11 @@ class Maintenance:
                     out[name] = int(scalar(self._con, sql.replace("DELETE FROM", "SELECT count(*) FROM", 1), [c]))
                     self._con.execute(sql, [c])
 
+        from greennanny.mlops.registry import Registry  # the registry's tables live here; its code in mlops
+
         with self._lock:
             self._transaction(run, "applying retention")
+            out["model_artifacts_removed"] = Registry(cast(Any, self)).prune(p.model_versions_kept, now_ns)
             self._checkpoint()  # hand freed blocks back for reuse, so the file stops growing
             out["file_rewritten_bytes_freed"] = self._rewrite_if_sparse()
         return out
@@ -162,7 +166,10 @@ class Maintenance:
         }
         all_bytes = db_bytes + cold_bytes + out["rollup_1m_file_bytes"] + out["rollup_1h_file_bytes"]
         out["bytes_per_point"] = round(all_bytes / out["raw_points"], 3) if out["raw_points"] else None
-        out["raw_bytes"] = cold_bytes + (round(hot * out["cold_bytes_per_point"]) if cold and hot else 0)
+        # hot rows share the DuckDB file with every other table: their bytes are estimated at the
+        # cold tier's rate, and not at all before the first compaction (None, not a false 0)
+        out["raw_bytes"] = None if hot and not cold else \
+            cold_bytes + (round(hot * out["cold_bytes_per_point"]) if cold and hot else 0)
         return out
 
     def _cold_shadowed(self, cur: duckdb.DuckDBPyConnection) -> int:

@@ -45,4 +45,17 @@ CREATE TABLE IF NOT EXISTS forecast_runs (
 CREATE TABLE IF NOT EXISTS forecast_points (
   run_id BIGINT, series_id INTEGER, ts BIGINT, mean DOUBLE, lo80 DOUBLE, hi80 DOUBLE,
   lo95 DOUBLE, hi95 DOUBLE);
+CREATE TABLE IF NOT EXISTS model_versions (
+  series_id INTEGER, version INTEGER, run_id BIGINT, created_ns BIGINT, model VARCHAR, params VARCHAR,
+  step_ns BIGINT, horizon INTEGER, data_start_ns BIGINT, data_end_ns BIGINT, data_points INTEGER,
+  data_sha256 VARCHAR, code_version VARCHAR, backtest_mae DOUBLE, backtest_mase DOUBLE, runner_up VARCHAR,
+  runner_up_mase DOUBLE, trained_by VARCHAR, reason VARCHAR, artifact VARCHAR);
+CREATE TABLE IF NOT EXISTS model_artifacts (
+  artifact VARCHAR, run_id BIGINT, sha256 VARCHAR, bytes BIGINT, created_ns BIGINT);
+CREATE TABLE IF NOT EXISTS model_aliases (series_id INTEGER, alias VARCHAR, version INTEGER, since_ns BIGINT);
+CREATE TABLE IF NOT EXISTS model_alias_history (
+  at_ns BIGINT, series_id INTEGER, alias VARCHAR, version INTEGER, previous_version INTEGER, actor VARCHAR,
+  reason VARCHAR);
+CREATE TABLE IF NOT EXISTS audit_log (
+  seq BIGINT, at_ns BIGINT, actor VARCHAR, action VARCHAR, subject VARCHAR, detail VARCHAR);
 """

@@ -1,0 +1,84 @@
+"""`/models` and `/audit`: the model registry (design 005) for operators and data scientists.
+
+Reads list each series' production version with its lineage, its versions and the history of its
+`production` alias; `POST /models/rollback` moves the alias back and, on a running node, makes
+its forecast service take the rolled-back versions at once (`ForecastService.reload`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from greennanny.mlops.registry import Registry
+from greennanny.store.duckdb import DuckDBStore
+
+
+class RollbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    series: list[int] = Field(default_factory=list, description="Series ids to roll back (or all=true).")
+    all: bool = Field(False, description="Every series that has a production model.")
+    to: int | str = Field("previous", description="A version number, or 'previous' (the version that held "
+                                                  "production before the current one).")
+    reason: str = Field(..., min_length=1, description="Why: kept in the alias history and the audit log.")
+    actor: str = Field("api", min_length=1, description="Who asks (the CLI sends the user's login name).")
+
+
+def _times(row: dict[str, Any]) -> dict[str, Any]:
+    from greennanny.api.app import iso
+
+    out = dict(row)
+    for k in list(out):
+        if k.endswith("_ns") and k != "step_ns" and isinstance(out[k], int):
+            out[k[:-3]] = iso(out.pop(k))
+    return out
+
+
+def model_router(store: DuckDBStore, node: Any = None) -> APIRouter:
+    r = APIRouter()
+    reg = Registry(store)
+
+    def now() -> int:
+        import time
+
+        return node.clock.now_ns() if node is not None else time.time_ns()
+
+    @r.get("/models")
+    def production(series: list[int] | None = Query(None, description="Only these series.")) -> dict[str, Any]:
+        """Each series' production model version: model, parameters, backtest, lineage, artifact."""
+        return {"models": [_times(x) for x in reg.production(series or None)]}
+
+    @r.get("/models/{series_id}")
+    def one(series_id: int) -> dict[str, Any]:
+        """One series: its production version, every version, and the history of the alias."""
+        from greennanny.api.app import series_json
+
+        info = store.series_by_id(series_id)
+        if info is None:
+            raise HTTPException(404, f"series {series_id} does not exist")
+        prod = reg.production([series_id])
+        return {"series": series_json(info), "production": _times(prod[0]) if prod else None,
+                "versions": [_times(v) for v in reg.versions(series_id)],
+                "history": [_times(h) for h in reg.history(series_id)]}
+
+    @r.post("/models/rollback")
+    def rollback(req: RollbackRequest) -> dict[str, Any]:
+        """Move `production` back (to a version, or the previous one); recorded with actor and reason."""
+        if req.all == bool(req.series):
+            raise HTTPException(400, "give series ids or all=true (one of them)")
+        if isinstance(req.to, str) and req.to != "previous" and not req.to.isdigit():
+            raise HTTPException(400, f"to: {req.to!r} is neither a version number nor 'previous'")
+        to = None if req.to == "previous" else int(req.to)
+        moved = reg.rollback(None if req.all else req.series, to, actor=req.actor, reason=req.reason, now_ns=now())
+        svc = getattr(node, "forecaster", None)
+        reloaded = svc.reload() if svc is not None else None
+        return {"moved": moved, "node_reloaded": reloaded}
+
+    @r.get("/audit")
+    def audit(limit: int = Query(100, ge=1, le=10_000), action: str | None = Query(None)) -> dict[str, Any]:
+        """The newest audit rows (registrations, rollbacks, fallbacks ...), oldest first."""
+        return {"audit": [_times(a) for a in reg.audit(limit, action)]}
+
+    return r

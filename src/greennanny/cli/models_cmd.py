@@ -1,0 +1,118 @@
+"""`greennanny models list|show|rollback|audit`: the model registry (design 005), through the node.
+
+Every command goes through the API (the running node's, or the same API served on the store
+file when no node runs), so a rollback on a running node is taken by its forecasts at once.
+"""
+
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from greennanny.cli.backend import open_backend
+from greennanny.cli.common import ConfigOpt, ViaOpt, console, friendly, print_json, resolve_config
+from greennanny.errors import ConfigError
+
+app = typer.Typer(help="Model versions per series: production, lineage, history, rollback, audit.",
+                  no_args_is_help=True)
+JsonOpt = typer.Option(False, "--json", help="Print JSON (the API's body).")
+
+
+def _num(x: Any) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+@app.command("list")
+@friendly
+def list_(series: list[int] = typer.Option(None, "--series", "-s", help="Only this series id (repeat for more)."),
+          as_json: bool = JsonOpt, config: Path = ConfigOpt, via: str = ViaOpt) -> None:
+    """Each series' production model: version, model, backtest MASE, trained when, by whom and why."""
+    with open_backend(resolve_config(config), prefer=via) as b:
+        body = b.get("/models", series=series or None)
+    if as_json:
+        print_json(body)
+        return
+    rows = body["models"]
+    if not rows:
+        console.print("no model is registered yet (a forecast run registers one per series)")
+        return
+    t = Table("series", "version", "model", "backtest MASE", "runner-up", "trained", "by", "artifact")
+    for m in rows:
+        t.add_row(str(m["series_id"]), f"v{m['version']}", m["model"], _num(m["backtest_mase"]),
+                  m["runner_up"] or "-", m["created"], m["trained_by"], m["artifact"])
+    console.print(t)
+
+
+@app.command("show")
+@friendly
+def show(series_id: int = typer.Argument(..., help="Series id."), as_json: bool = JsonOpt, config: Path = ConfigOpt,
+         via: str = ViaOpt) -> None:
+    """One series: every version with its lineage, and who moved `production` when and why."""
+    with open_backend(resolve_config(config), prefer=via) as b:
+        body = b.get(f"/models/{series_id}")
+    if as_json:
+        print_json(body)
+        return
+    prod = body["production"]
+    console.print(f"series {series_id} {body['series']['key']}: production "
+                  f"{'v' + str(prod['version']) + ' (' + prod['model'] + ')' if prod else 'none'}", highlight=False)
+    t = Table("version", "model", "backtest MASE", "data window", "points", "data sha256", "trained", "by", "reason")
+    for v in body["versions"]:
+        t.add_row(f"v{v['version']}", v["model"], _num(v["backtest_mase"]), f"{v['data_start']} .. {v['data_end']}",
+                  str(v["data_points"]), v["data_sha256"][:12], v["created"], v["trained_by"], v["reason"])
+    console.print(t)
+    h = Table("when", "alias", "version", "before", "actor", "reason", title="alias history")
+    for e in body["history"]:
+        before = "-" if e["previous_version"] is None else f"v{e['previous_version']}"
+        h.add_row(e["at"], e["alias"], f"v{e['version']}", before, e["actor"], e["reason"])
+    console.print(h)
+
+
+@app.command("rollback")
+@friendly
+def rollback(series: list[int] = typer.Argument(None, help="Series ids (or --all)."),
+             all_: bool = typer.Option(False, "--all", help="Every series that has a production model."),
+             to: str = typer.Option("previous", "--to", help="A version number, or 'previous'."),
+             reason: str = typer.Option(..., "--reason", "-r", help="Why (kept in the history and the audit log)."),
+             as_json: bool = JsonOpt, config: Path = ConfigOpt, via: str = ViaOpt) -> None:
+    """Put an earlier model version back into production, recorded with your name and reason."""
+    if bool(series) == all_:
+        raise ConfigError("give series ids or --all (one of them)")
+    to_value: int | str = int(to) if to.isdigit() else to
+    body = {"series": series or [], "all": all_, "to": to_value, "reason": reason, "actor": getpass.getuser()}
+    with open_backend(resolve_config(config), prefer=via) as b:
+        res = b.post("/models/rollback", body)
+    if as_json:
+        print_json(res)
+        return
+    moved = [m for m in res["moved"] if m["from"] != m["to"]]
+    for m in moved[:20]:
+        console.print(f"series {m['series_id']}: v{m['from']} -> v{m['to']}", highlight=False)
+    if len(moved) > 20:
+        console.print(f"... and {len(moved) - 20} more", highlight=False)
+    tail = "; the running node took them" if res.get("node_reloaded") is not None else \
+        "; a node takes them when it starts"
+    console.print(f"rolled back {len(moved)} of {len(res['moved'])} series via {b.via}{tail}", highlight=False)
+
+
+@app.command("audit")
+@friendly
+def audit(limit: int = typer.Option(50, help="Newest rows to show."),
+          action: str = typer.Option(None, help="Only this action (register, rollback, fallback)."),
+          as_json: bool = JsonOpt, config: Path = ConfigOpt, via: str = ViaOpt) -> None:
+    """The audit log, oldest first: registrations, rollbacks, fallbacks, with actor and reason."""
+    with open_backend(resolve_config(config), prefer=via) as b:
+        body = b.get("/audit", limit=limit, action=action)
+    if as_json:
+        print_json(body)
+        return
+    t = Table("#", "when", "actor", "action", "subject", "detail")
+    for a in body["audit"]:
+        d = a["detail"]
+        brief = ", ".join(f"{k}={v}" for k, v in d.items() if k not in ("first", "sha256", "models"))
+        t.add_row(str(a["seq"]), a["at"], a["actor"], a["action"], a["subject"], brief)
+    console.print(t)

@@ -1,0 +1,1 @@
+"""MLOps for the forecasting models: registry, artifacts, audit (issue 6; design 005)."""
