@@ -1,16 +1,20 @@
-"""MLOps benchmark: the model registry at 10,000 series (issue 6 point 2, the steps built so far).
+"""MLOps benchmark at 10,000 series (issue 6 point 2).
 
-Sets up a store with `--series` series and registers `--runs` training runs of them as the node's
-forecast service does at a refit (one version per series per run, its artifact written, the
-production alias moved, one audit row: `Registry.register_run`), then times what a node and an
-operator do with them: load every production version at a restart (artifacts checked by sha256),
-and roll every series back to its previous version in one command. The choices are those of the
-node's blend model on a 24 h horizon at 15 min (96 interval widths each), parameters included.
+Sets up a store with `--series` series of 5-minute readings (two days) and a day of hourly
+forecast runs with a 24 h horizon (24 runs x 24 steps per series, as a node refreshing hourly
+stores them), then times what the node does with its models:
+- register one training run (`Registry.register_run`: one version per series, its artifact
+  written and fsynced, the production alias moved with history, one audit row), `--runs` times;
+- load every production version at a restart (each artifact checked by sha256);
+- roll every series back to its previous version in one command;
+- score the day of forecasts against the actuals (`mlops.scoring.Scorer.score`);
+- health-check every model (`mlops.health.health`: live MASE, coverage, status per series).
+The models are the node's blend on a 24 h horizon at 15 min (96 interval widths each).
 
-Printed: seconds per step (median over the runs for registration), the artifact bytes per run and
-the registry's bytes on disk per run, so "disk used per day" is that times the refits a day
-(`24 / [forecast] refit_h`). Not yet here (issue 6, still open): scoring a day of forecasts
-against actuals and the health check of all models, which come with live accuracy monitoring.
+Printed: seconds per step (the median over the runs for registration), the artifact bytes per
+run, and the disk a day costs: the store file's growth from a day of forecasts and their scores,
+plus one run's registry rows and artifact (one refit a day, `[forecast] refit_h = 24`).
+Targets (issue 6): register a run in under 10 s; score the day in under 30 s.
 
 Run: .venv/bin/python bench/mlops.py [--series 10000] [--runs 5] [--json]
 """
@@ -28,16 +32,20 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from greennanny.forecast.panel import Panel
 from greennanny.forecast.refresh import Choice
+from greennanny.mlops.health import health
 from greennanny.mlops.registry import Registry, lineage_of
+from greennanny.mlops.scoring import Scorer
 from greennanny.model import Batch, SeriesKey
 from greennanny.store.duckdb import DuckDBStore
 
 STEP = 900 * 10**9
 H = 96  # 24 h at 15 min
-END = 1_767_225_600 * 10**9
+END = 1_767_225_600 * 10**9  # the end of the scored day: 2026-01-01T00:00Z
+DAY = 86_400 * 10**9
 
 
 def dir_bytes(path: Path) -> int:
@@ -55,9 +63,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="gn-mlops-bench-", dir=os.environ.get("BENCH_TMP")) as tmp:
         store = DuckDBStore(Path(tmp) / "store.duckdb")
         keys = [SeriesKey("bench", f"zone{i // 10:04d}", f"dev{i:05d}", "air_temperature") for i in range(n)]
-        idx = np.arange(n, dtype=np.int32)
-        store.write(Batch(keys, idx, np.full(n, END, np.int64), np.full(n, 20.0), np.zeros(n, np.uint8), {}))
+        day0 = END - 2 * DAY  # readings over two days (the scored day and the day before, for the naive)
+        t5 = day0 + np.arange(2 * 288, dtype=np.int64) * 300 * 10**9
+        phase = rng.uniform(0, 2 * np.pi, n)
+        level = rng.normal(0, 1.0, (n, 2))  # each day's own level (the weather), so yesterday is no oracle
+        for part in np.array_split(np.arange(len(t5)), 48):  # time-major batches, as ingest writes them
+            ts = np.repeat(t5[part], n)
+            idx = np.tile(np.arange(n, dtype=np.int32), len(part))
+            hours = (ts % DAY) / 3.6e12
+            val = np.round(20 + level[idx, (ts - day0) // DAY] + 3 * np.sin(hours / 24 * 2 * np.pi + phase[idx])
+                           + rng.normal(0, 0.3, len(ts)), 2)
+            store.write(Batch(keys, idx, ts, val, np.zeros(len(ts), np.uint8), {}))
         sids = sorted(s.id for s in store.series())
+        store.checkpoint()
+        size0 = store.path.stat().st_size
+        write_day_of_forecasts(store, sids, END - DAY, rng, phase, level[:, 1])
+        store.checkpoint()
+        file_before = store.path.stat().st_size
+        forecast_day_bytes = file_before - size0
         reg = Registry(store)
         register_s: list[float] = []
         artifact_bytes: list[int] = []
@@ -87,10 +110,18 @@ def main() -> None:
         moved = reg.rollback(None, None, actor="bench", reason="bench", now_ns=END + 2 * 10**12)
         rollback_s = time.perf_counter() - t0
         assert all(m["to"] == args.runs - 1 for m in moved) if args.runs > 1 else True
+        t0 = time.perf_counter()
+        scored = Scorer(store).score(END + 30 * 60 * 10**9)
+        score_s = time.perf_counter() - t0
+        assert scored.forecast_steps == n * 24 * 24 - n * (24 * 25 // 2 - 24) - scored.without_actual
+        t0 = time.perf_counter()
+        checked = health(store, END, days=7)
+        health_s = time.perf_counter() - t0
+        assert len(checked["series"]) == n
         store.checkpoint()
-        total = dir_bytes(Path(tmp))
+
+        day_bytes = store.path.stat().st_size - file_before
         store.close()
-    per_run = total / args.runs
     reg_med = statistics.median(register_s)
     print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
           f"{platform.python_version()}")
@@ -99,14 +130,45 @@ def main() -> None:
           f"(runs {', '.join(f'{s:.2f}' for s in register_s)}; target < 10 s)")
     print(f"load every production version at a restart (sha256 checked): {load_s:.2f} s")
     print(f"roll every series back to its previous version: {rollback_s:.2f} s")
-    print(f"artifact {statistics.median(artifact_bytes) / 1e6:.2f} MB a run; store + artifacts {per_run / 1e6:.1f} MB "
-          f"a run (with 1 refit a day, that a day)")
+    print(f"score a day of forecasts (24 hourly runs x 24 h): {score_s:.2f} s for {scored.forecast_steps:,} steps "
+          f"({scored.without_actual:,} without a reading yet; target < 30 s)")
+    print(f"health-check every model (7 days): {health_s:.2f} s; {checked['counts']}")
+    reg_day = day_bytes / args.runs + statistics.median(artifact_bytes)
+    print(f"disk a day: a day of forecasts {forecast_day_bytes / 1e6:.1f} MB of store file; scores, registry rows "
+          f"and audit of {args.runs} runs {day_bytes / 1e6:.1f} MB; one run's artifact "
+          f"{statistics.median(artifact_bytes) / 1e6:.2f} MB (one refit a day: "
+          f"{(forecast_day_bytes + reg_day) / 1e6:.1f} MB a day in all)")
     if args.json:
         print(json.dumps({"series": n, "runs": args.runs, "register_s_median": round(reg_med, 3),
                           "register_s": [round(s, 3) for s in register_s], "load_production_s": round(load_s, 3),
-                          "rollback_all_s": round(rollback_s, 3),
+                          "rollback_all_s": round(rollback_s, 3), "score_day_s": round(score_s, 3),
+                          "scored_steps": scored.forecast_steps, "health_s": round(health_s, 3),
                           "artifact_bytes_per_run": int(statistics.median(artifact_bytes)),
-                          "disk_bytes_per_run": int(per_run)}))
+                          "forecast_day_bytes": int(forecast_day_bytes),
+                          "registry_and_scores_bytes": int(day_bytes), "disk_bytes_per_day": int(forecast_day_bytes + reg_day)}))
+
+
+def write_day_of_forecasts(store: DuckDBStore, sids: list[int], start: int, rng: np.random.Generator,
+                           phase: np.ndarray, level: np.ndarray) -> None:
+    """24 hourly runs from `start`, 24 hourly steps each, for every series (the truth plus noise)."""
+    n = len(sids)
+    for k in range(24):
+        made = start + k * 3600 * 10**9
+        ts = made + np.arange(24, dtype=np.int64) * 3600 * 10**9
+        hours = (ts % DAY) / 3.6e12 + 0.5
+        mean = (20 + level[:, None] + 3 * np.sin(hours[None, :] / 24 * 2 * np.pi + phase[:, None])
+                + rng.normal(0, 0.3, (n, 24)))
+        half = np.linspace(0.5, 1.0, 24)[None, :]
+        runs = pd.DataFrame({"run_id": np.full(n, 1000 + k, np.int64), "series_id": np.asarray(sids, np.int32),
+                             "made_ns": np.full(n, made, np.int64), "start_ns": np.full(n, made, np.int64),
+                             "step_ns": np.full(n, 3600 * 10**9, np.int64), "horizon": np.full(n, 24, np.int32),
+                             "model": ["blend"] * n, "backtest_mae": np.full(n, 0.4), "backtest_mase": np.full(n, 0.8),
+                             "runner_up": ["ets"] * n, "runner_up_mase": np.full(n, 0.9), "fallback_reason": [None] * n})
+        pts = pd.DataFrame({"run_id": np.full(n * 24, 1000 + k, np.int64),
+                            "series_id": np.repeat(np.asarray(sids, np.int32), 24), "ts": np.tile(ts, n),
+                            "mean": mean.ravel(), "lo80": (mean - half).ravel(), "hi80": (mean + half).ravel(),
+                            "lo95": (mean - 2 * half).ravel(), "hi95": (mean + 2 * half).ravel()})
+        store.write_forecasts(runs, pts)
 
 
 if __name__ == "__main__":

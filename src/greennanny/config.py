@@ -253,6 +253,7 @@ class RetentionConfig(_Section):
     forecasts_days: int = Field(30, ge=0, le=36500, description="Days of stored forecast runs and their points (by when the run was made); 0 keeps them forever.")
     ledger_days: int = Field(30, ge=0, le=36500, description="Days of the message ledger (one row per message received; the outcome counts cover this span); 0 keeps it forever.")
     deadletters_days: int = Field(90, ge=0, le=36500, description="Days of dead letters and device events; 0 keeps them forever.")
+    forecasts_thin_after_h: int = Field(48, ge=0, le=24 * 3650, description="Hours after which a scored forecast run is removed unless it is the series' latest or its first of that UTC day (its accuracy is kept in the live scores); 0 keeps every run until forecasts_days.")
     model_versions_kept: int = Field(3, ge=1, le=1000, description="Model versions per series whose artifacts are kept: the newest this many and the production one. Older versions keep their registry rows and lineage; a rollback to one of them is refused, saying its artifact was removed.")
     compact_after_h: int = Field(48, ge=1, le=24 * 365, description="A UTC day moves from the hot DuckDB rows to its compressed Parquet file this many hours after it ends (late points still land after that, and win).")
     interval_min: int = Field(60, ge=1, le=24 * 60, description="How often the node runs compaction and retention, in minutes.")

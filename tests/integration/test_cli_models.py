@@ -46,6 +46,13 @@ def test_models_commands_register_show_roll_back_and_a_node_resumes_from_them(tm
     assert r.returncode != 0 and "series 2 have no version 7" in " ".join(r.stderr.split())
     r = cli(cfg, "models", "rollback", "--reason", "x")
     assert r.returncode != 0 and "give series ids or --all" in " ".join(r.stderr.split())
+    scored = ok_json(cfg, "models", "score")  # the forecasts run to the future: nothing to score yet
+    assert scored["forecast_steps"] == 0 and scored["series"] == 0
+    hl = ok_json(cfg, "models", "health", "--all")
+    assert hl["counts"] == {"ok": 0, "degraded": 0, "no data": 2}
+    assert [(h["series_id"], h["production_version"], h["n"]) for h in hl["series"]] == [(1, 1, 0), (2, 2, 0)]
+    r = cli(cfg, "models", "health")
+    assert r.returncode == 0 and "0 ok, 0 degraded, 2 without enough scored forecasts" in " ".join((r.stdout + r.stderr).split())
     audit = ok_json(cfg, "models", "audit")["audit"]
     assert [a["action"] for a in audit] == ["register", "register", "rollback"]
     assert audit[-1]["actor"] == getpass.getuser() and audit[-1]["detail"]["reason"] == "v2 overshoots the night"

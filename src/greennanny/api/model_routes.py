@@ -31,8 +31,9 @@ def _times(row: dict[str, Any]) -> dict[str, Any]:
 
     out = dict(row)
     for k in list(out):
-        if k.endswith("_ns") and k != "step_ns" and isinstance(out[k], int):
-            out[k[:-3]] = iso(out.pop(k))
+        if k.endswith("_ns") and k != "step_ns" and (out[k] is None or isinstance(out[k], int)):
+            v = out.pop(k)
+            out[k[:-3]] = None if v is None else iso(v)
     return out
 
 
@@ -49,6 +50,25 @@ def model_router(store: DuckDBStore, node: Any = None) -> APIRouter:
     def production(series: list[int] | None = Query(None, description="Only these series.")) -> dict[str, Any]:
         """Each series' production model version: model, parameters, backtest, lineage, artifact."""
         return {"models": [_times(x) for x in reg.production(series or None)]}
+
+    @r.get("/models/health")
+    def model_health(days: int = Query(7, ge=1, le=366, description="Rolling window in UTC days."),
+                     series: list[int] | None = Query(None, description="Only these series.")) -> dict[str, Any]:
+        """Live accuracy per series (MAE, RMSE, MASE, 80/95 % coverage, by horizon bucket) and a status."""
+        from greennanny.mlops.health import health
+
+        body = health(store, now(), days=days, series_ids=series or None)
+        return {**_times({k: v for k, v in body.items() if k != "series"}), "series": body["series"]}
+
+    @r.post("/models/score")
+    def score() -> dict[str, Any]:
+        """Score the stored forecasts whose targets have arrived since the last round (the node does
+        this after every forecast run)."""
+        from dataclasses import asdict
+
+        from greennanny.mlops.scoring import Scorer
+
+        return _times(asdict(Scorer(store).score(now())))
 
     @r.get("/models/{series_id}")
     def one(series_id: int) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""`greennanny models list|show|rollback|audit`: the model registry (design 005), through the node.
+"""`greennanny models list|show|rollback|health|score|audit`: the model registry (design 005), through the node.
 
 Every command goes through the API (the running node's, or the same API served on the store
 file when no node runs), so a rollback on a running node is taken by its forecasts at once.
@@ -17,7 +17,7 @@ from greennanny.cli.backend import open_backend
 from greennanny.cli.common import ConfigOpt, ViaOpt, console, friendly, print_json, resolve_config
 from greennanny.errors import ConfigError
 
-app = typer.Typer(help="Model versions per series: production, lineage, history, rollback, audit.",
+app = typer.Typer(help="Model versions per series: production, lineage, history, rollback, live health, audit.",
                   no_args_is_help=True)
 JsonOpt = typer.Option(False, "--json", help="Print JSON (the API's body).")
 
@@ -116,3 +116,43 @@ def audit(limit: int = typer.Option(50, help="Newest rows to show."),
         brief = ", ".join(f"{k}={v}" for k, v in d.items() if k not in ("first", "sha256", "models"))
         t.add_row(str(a["seq"]), a["at"], a["actor"], a["action"], a["subject"], brief)
     console.print(t)
+
+
+@app.command("health")
+@friendly
+def health(days: int = typer.Option(7, help="Rolling window in UTC days."),
+           series: list[int] = typer.Option(None, "--series", "-s", help="Only this series id (repeat for more)."),
+           show_all: bool = typer.Option(False, "--all", help="List every series, not only the degraded ones."),
+           as_json: bool = JsonOpt, config: Path = ConfigOpt, via: str = ViaOpt) -> None:
+    """Live accuracy of every model against the actuals: MASE, 80 % coverage, status and why."""
+    with open_backend(resolve_config(config), prefer=via) as b:
+        body = b.get("/models/health", days=days, series=series or None)
+    if as_json:
+        print_json(body)
+        return
+    c = body["counts"]
+    console.print(f"{days} days since {body['since']}: {c['ok']} ok, {c['degraded']} degraded, {c['no data']} "
+                  "without enough scored forecasts", highlight=False)
+    rows = [r for r in body["series"] if show_all or r["status"] == "degraded"]
+    if not rows:
+        return
+    t = Table("series", "status", "model (production)", "live MASE", "backtest MASE", "80 % cov.", "steps", "why")
+    for r in rows:
+        model = f"{r['production_model']} v{r['production_version']}" if r["production_version"] else "-"
+        cov = "-" if r["coverage80"] is None else f"{r['coverage80']:.2f}"
+        t.add_row(str(r["series_id"]), r["status"], model, _num(r["mase"]), _num(r["backtest_mase"]), cov,
+                  str(r["n"]), "; ".join(r["reasons"]))
+    console.print(t)
+
+
+@app.command("score")
+@friendly
+def score(as_json: bool = JsonOpt, config: Path = ConfigOpt, via: str = ViaOpt) -> None:
+    """Score the stored forecasts against the actuals that have arrived (a node does it after each run)."""
+    with open_backend(resolve_config(config), prefer=via) as b:
+        body = b.post("/models/score")
+    if as_json:
+        print_json(body)
+        return
+    console.print(f"scored {body['forecast_steps']:,} forecast steps of {body['series']} series through "
+                  f"{body['through']} ({body['without_actual']:,} steps had no reading yet)", highlight=False)

@@ -337,8 +337,18 @@ class ForecastService:
         ... by default, plus 5 s for the bin's last readings), until `stop` is set; a failed run is
         logged, not fatal."""
         every = self.cfg.refresh_min * 60 * 1_000_000_000
+        from greennanny.mlops.scoring import Scorer
+
+        scorer = Scorer(self.store)
         while not stop.wait(5 if self.last is None else (every - self.clock.now_ns() % every) / 1e9 + 5):
             try:
                 self.run_once()
             except Exception:
                 log.exception("forecast run failed; next try in %d min", self.cfg.refresh_min)
+            try:  # live accuracy: the stored forecasts whose targets have arrived (mlops/scoring.py)
+                done = scorer.score(self.clock.now_ns())
+                if done.forecast_steps:
+                    log.info("scored %d forecast steps of %d series in %.1f s", done.forecast_steps, done.series,
+                             done.seconds)
+            except Exception:
+                log.exception("scoring forecasts failed; next try after the next run")

@@ -95,7 +95,13 @@ def load(directory: Path, name: str, sha256: str) -> dict[int, Choice]:
     if got != sha256:
         raise ArtifactRefused(f"model artifact {path} has sha256 {got[:12]}..., not the {sha256[:12]}... "
                               "recorded when it was saved (corrupted or replaced): not loaded")
-    table = pq.read_table(pa.BufferReader(data))
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+        if not SCHEMA.equals(table.schema.remove_metadata()):
+            raise ValueError(f"its columns are {table.schema.names}")
+    except (pa.ArrowException, ValueError) as exc:
+        raise ArtifactRefused(f"model artifact {path} is not a greennanny model artifact ({_what(data)}; {exc}): "
+                              "not loaded") from None
     cols = table.to_pydict()
     out: dict[int, Choice] = {}
     for i, sid in enumerate(cols["series_id"]):
@@ -105,3 +111,12 @@ def load(directory: Path, name: str, sha256: str) -> dict[int, Choice]:
             float(cols["runner_up_mase"][i]), np.asarray(cols["half80"][i], np.float64),
             np.asarray(cols["half95"][i], np.float64), None if params is None else json.loads(params))
     return out
+
+
+def _what(data: bytes) -> str:
+    """What the bytes look like, for the refusal: a pickle names its protocol (BR-23)."""
+    if data[:1] == b"\x80" and len(data) > 1:
+        return f"a Python pickle, protocol {data[1]}, which greennanny never loads"
+    if data[:4] == b"PAR1":
+        return "a Parquet file of another layout"
+    return f"{len(data)} bytes starting {data[:8]!r}"

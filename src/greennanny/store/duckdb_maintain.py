@@ -33,12 +33,13 @@ class Retention:
     deadletters_days: int = 90
     compact_after_h: int = 48
     model_versions_kept: int = 3  # per series, besides production (mlops.registry.Registry.prune)
+    forecasts_thin_after_h: int = 48  # scored runs older than this: only each series' latest and first of a day stay
 
 
 def retention_from(cfg: Any) -> Retention:
     """The store's policy from a `config.RetentionConfig` (kept apart so the store needs no config)."""
     return Retention(cfg.raw_days, cfg.rollup_1m_days, cfg.rollup_1h_days, cfg.forecasts_days, cfg.ledger_days,
-                     cfg.deadletters_days, cfg.compact_after_h, cfg.model_versions_kept)
+                     cfg.deadletters_days, cfg.compact_after_h, cfg.model_versions_kept, cfg.forecasts_thin_after_h)
 
 
 class Maintenance:
@@ -109,6 +110,8 @@ class Maintenance:
             return None if not days else now_ns - days * DAY_NS
 
         def run() -> None:
+            if p.forecasts_thin_after_h:
+                out["forecast_runs_thinned"] = self._thin_forecasts(now_ns - p.forecasts_thin_after_h * 3600 * 10**9)
             if (c := cut(p.raw_days)) is not None:
                 out["raw_removed"] = self.tiers.drop_raw_before(c)
                 self._con.execute("DELETE FROM point_notes WHERE ts < ?", [c])
@@ -135,6 +138,29 @@ class Maintenance:
             self._checkpoint()  # hand freed blocks back for reuse, so the file stops growing
             out["file_rewritten_bytes_freed"] = self._rewrite_if_sparse()
         return out
+
+    def _thin_forecasts(self, before_ns: int) -> int:
+        """Remove the forecast runs made before `before_ns` whose every step has been scored
+        (mlops.scoring's watermark), except each series' latest run and its first run of each UTC
+        day: a refresh every 15 min stores ~100 runs a day, and once scored their accuracy lives in
+        the score sums. Returns the (run, series) rows removed."""
+        rows = self._con.execute("SELECT value FROM meta WHERE key = 'scored_through_ns'").fetchall()
+        if not rows:
+            return 0
+        self._con.execute(
+            "CREATE OR REPLACE TEMP TABLE _thin AS SELECT run_id, series_id FROM (SELECT run_id, series_id, made_ns, "
+            "start_ns + horizon * step_ns AS ends, row_number() OVER (PARTITION BY series_id ORDER BY made_ns DESC, "
+            "run_id DESC) AS newest, row_number() OVER (PARTITION BY series_id, made_ns // 86400000000000 ORDER BY "
+            "made_ns, run_id) AS of_day FROM forecast_runs) WHERE made_ns < ? AND ends <= ? AND newest > 1 AND of_day > 1",
+            [before_ns, int(rows[0][0])])
+        n = int(scalar(self._con, "SELECT count(*) FROM _thin"))
+        if n:
+            self._con.execute("DELETE FROM forecast_points p USING _thin t WHERE p.run_id = t.run_id "
+                              "AND p.series_id = t.series_id")
+            self._con.execute("DELETE FROM forecast_runs r USING _thin t WHERE r.run_id = t.run_id "
+                              "AND r.series_id = t.series_id")
+        self._con.execute("DROP TABLE _thin")
+        return n
 
     def checkpoint(self) -> None:
         with self._lock:
