@@ -6,6 +6,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from tests.unit.test_model_registry import END, H, _daily_store
 
 from greennanny.config import ForecastConfig
 from greennanny.errors import ArtifactRefused
@@ -13,7 +14,6 @@ from greennanny.forecast.service import ForecastService
 from greennanny.mlops import artifacts
 from greennanny.mlops.registry import Registry
 from greennanny.runtime.clock import SystemClock
-from tests.unit.test_model_registry import END, H, _daily_store
 
 PICKLE_6 = b"\x80\x06K\x01."  # the case's bytes: a pickle of a protocol newer than any runtime's
 
