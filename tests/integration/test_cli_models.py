@@ -53,6 +53,10 @@ def test_models_commands_register_show_roll_back_and_a_node_resumes_from_them(tm
     assert [(h["series_id"], h["production_version"], h["n"]) for h in hl["series"]] == [(1, 1, 0), (2, 2, 0)]
     r = cli(cfg, "models", "health")
     assert r.returncode == 0 and "0 ok, 0 degraded, 2 without enough scored forecasts" in " ".join((r.stdout + r.stderr).split())
+    got = ok_json(cfg, "models", "card")["cards"]
+    assert sum(c["production_series"] for c in got) == 2 and all(c["intended_use"] for c in got)
+    r = cli(cfg, "models", "card")
+    assert r.returncode == 0 and r.stdout.count("# Model card: ") == len(got) and "## Known limits" in r.stdout
     audit = ok_json(cfg, "models", "audit")["audit"]
     assert [a["action"] for a in audit] == ["register", "register", "rollback"]
     assert audit[-1]["actor"] == getpass.getuser() and audit[-1]["detail"]["reason"] == "v2 overshoots the night"

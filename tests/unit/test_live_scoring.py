@@ -113,3 +113,35 @@ def test_scored_runs_older_than_48_h_are_thinned_to_the_latest_and_the_first_of_
     assert [r[0] for r in runs] == [1, 5] and store.forecast_count() == 2
     assert _scores(store) == before and store.latest_forecast(sid)[0]["run_id"] == 5
     store.close()
+
+
+def test_model_cards_come_from_the_registry_and_the_live_scores(tmp_path: Path) -> None:
+    from greennanny.forecast.refresh import Choice
+    from greennanny.mlops.cards import cards
+    from greennanny.mlops.registry import Lineage, Registry
+
+    store, sid = _store(tmp_path / "s.duckdb")
+    choice = Choice("blend", 0.4, 0.5, "ets", 0.6, np.ones(4), np.ones(4) * 2, {"w_ets": 1.0})
+    Registry(store).register_run(1, D, {sid: choice}, {sid: Lineage(D - 2 * DAY, D, 500, "ab" * 32)}, step_ns=H,
+                                 horizon=4, trained_by="schedule", reason="refit")
+    _forecast(store, 1, sid, D, [20.0, 21.0, 25.0, 23.0])
+    runs = pd.DataFrame({"run_id": [2], "series_id": np.array([99], np.int32), "made_ns": [D], "start_ns": [D],
+                         "step_ns": [H], "horizon": np.array([1], np.int32), "model": ["seasonal_naive"],
+                         "backtest_mae": [np.nan], "backtest_mase": [np.nan], "runner_up": [None],
+                         "runner_up_mase": [np.nan], "fallback_reason": ["too short: 30 observations, need 48"]})
+    store.write_forecasts(runs, pd.DataFrame({"run_id": [2], "series_id": np.array([99], np.int32), "ts": [D],
+                                              "mean": [1.0], "lo80": [0.0], "hi80": [2.0], "lo95": [0.0], "hi95": [2.0]}))
+    Scorer(store).score(D + 5 * H)
+    got = {c["model"]: c for c in cards(store, D + 5 * H)}
+    assert sorted(got) == ["blend", "seasonal_naive"]
+    blend = got["blend"]
+    assert blend["intended_use"].startswith("The mean of a few different models' forecasts")
+    assert (blend["production_series"], blend["trained_by"], blend["series_on_a_fallback_now"]) == (1, {"schedule": 1}, 0)
+    assert blend["training_data"] == {"first_ns": D - 2 * DAY, "last_ns": D, "window_days_median": 2.0,
+                                      "points_median": 500}
+    assert blend["metrics"] == [{"site": "gh", "quantity": "air_temperature", "series": 1, "backtest_mase_mean": 0.5,
+                                 "live_steps": 4, "live_mase": 0.5, "live_coverage80": 0.75}]
+    assert any("three days" in x for x in blend["known_limits"])
+    naive = got["seasonal_naive"]
+    assert (naive["production_series"], naive["training_data"], naive["series_on_a_fallback_now"]) == (0, None, 1)
+    store.close()

@@ -60,6 +60,19 @@ def model_router(store: DuckDBStore, node: Any = None) -> APIRouter:
         body = health(store, now(), days=days, series_ids=series or None)
         return {**_times({k: v for k, v in body.items() if k != "series"}), "series": body["series"]}
 
+    @r.get("/models/cards")
+    def model_cards(model: str | None = Query(None, description="Only this model family."),
+                    days: int = Query(7, ge=1, le=366, description="Window of the live figures, UTC days.")) -> dict[str, Any]:
+        """A card per model family: intended use, training data, backtest and live metrics by site and
+        quantity, known limits (generated from the registry and the live scores)."""
+        from greennanny.mlops.cards import cards
+
+        out = []
+        for c in cards(store, now(), model=model, days=days):
+            td = c["training_data"]
+            out.append({**_times(c), "training_data": None if td is None else _times(td)})
+        return {"cards": out}
+
     @r.post("/models/score")
     def score() -> dict[str, Any]:
         """Score the stored forecasts whose targets have arrived since the last round (the node does

@@ -1,4 +1,4 @@
-"""`greennanny models list|show|rollback|health|score|audit`: the model registry (design 005), through the node.
+"""`greennanny models list|show|rollback|health|score|card|audit`: the model registry (design 005), through the node.
 
 Every command goes through the API (the running node's, or the same API served on the store
 file when no node runs), so a rollback on a running node is taken by its forecasts at once.
@@ -156,3 +156,39 @@ def score(as_json: bool = JsonOpt, config: Path = ConfigOpt, via: str = ViaOpt) 
         return
     console.print(f"scored {body['forecast_steps']:,} forecast steps of {body['series']} series through "
                   f"{body['through']} ({body['without_actual']:,} steps had no reading yet)", highlight=False)
+
+
+@app.command("card")
+@friendly
+def card(model: str = typer.Argument(None, help="A model family (default: every family in use)."),
+         days: int = typer.Option(7, help="Window of the live figures, UTC days."),
+         as_json: bool = JsonOpt, config: Path = ConfigOpt, via: str = ViaOpt) -> None:
+    """Model cards, generated from the registry: intended use, training data, metrics by site and
+    quantity, known limits (Markdown)."""
+    with open_backend(resolve_config(config), prefer=via) as b:
+        body = b.get("/models/cards", model=model, days=days)
+    if as_json:
+        print_json(body)
+        return
+    if not body["cards"]:
+        console.print("no model family is in production yet", highlight=False)
+    for c in body["cards"]:
+        td = c["training_data"]
+        lines = [f"# Model card: {c['model']}", "", "## Intended use", "", c["intended_use"], "",
+                 "## Training data", ""]
+        if td:
+            lines += [f"- {c['production_series']} series in production, trained by {c['trained_by']}, last {c['last_trained']}",
+                      (f"- data from {td['first']} to {td['last']}; median window {td['window_days_median']} days, "
+                       f"median {td['points_median']} points")]
+        else:
+            lines += ["- in production on no series (used as a fallback)"]
+        lines += [f"- series whose latest forecast is this model as a fallback: {c['series_on_a_fallback_now']}", "",
+                  f"## Metrics (backtest at the refit; live over {c['live_days']} days)", "",
+                  "| site | quantity | series | backtest MASE | live steps | live MASE | live 80 % coverage |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        for m in c["metrics"]:
+            cov = "-" if m["live_coverage80"] is None else f"{m['live_coverage80']:.2f}"
+            lines.append(f"| {m['site']} | {m['quantity']} | {m['series']} | {_num(m['backtest_mase_mean'])} | "
+                         f"{m['live_steps']} | {_num(m['live_mase'])} | {cov} |")
+        lines += ["", "## Known limits", ""] + [f"- {x}" for x in c["known_limits"]] + [""]
+        print("\n".join(lines))
