@@ -12,7 +12,8 @@
     │   └── NotSupported     the backend lacks this capability
     ├── ModelError           the model registry could not do it
     │   ├── ArtifactRefused  a model artifact is missing or its sha256 differs: fall back
-    │   └── UnknownVersion   no such series or version in the registry (names both)
+    │   ├── UnknownVersion   no such series or version in the registry (names both)
+    │   └── ExportFailed     an MLflow server refused an export or could not be reached
     ├── BrokerError          MQTT connection/subscription problems (paho errors translated here)
     └── NodeNotRunning       the CLI asked a node's API that is not there
 
@@ -114,6 +115,10 @@ class ArtifactRefused(ModelError):
 
 class UnknownVersion(ModelError):
     """A series or version that the registry does not hold; the message names what was asked."""
+
+
+class ExportFailed(ModelError):
+    """The MLflow server refused or could not be reached; the message names the call and why."""
 
 
 class BrokerError(GreennannyError):

@@ -10,6 +10,7 @@ from starlette.exceptions import HTTPException
 from greennanny.errors import (
     ArtifactRefused,
     ConfigError,
+    ExportFailed,
     GreennannyError,
     InputError,
     NotSupported,
@@ -44,6 +45,8 @@ def install(app: FastAPI) -> None:
             return error_body(501, "not_supported", str(exc))
         if isinstance(exc, UnknownVersion):
             return error_body(404, "unknown_version", str(exc))
+        if isinstance(exc, ExportFailed):
+            return error_body(502, "export_failed", str(exc))
         if isinstance(exc, ArtifactRefused):
             return error_body(409, "artifact_refused", str(exc))
         if isinstance(exc, StoreUnavailable):

@@ -16,6 +16,14 @@ from greennanny.mlops.registry import Registry
 from greennanny.store.duckdb import DuckDBStore
 
 
+class MlflowRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tracking_uri: str = Field(..., pattern=r"^https?://", description="The MLflow tracking server, http(s)://host:port.")
+    experiment: str = Field("greennanny", min_length=1, description="MLflow experiment to log the run in.")
+    version: int | None = Field(None, ge=1, description="The version to export (default: production).")
+    actor: str = Field("api", min_length=1, description="Who asks (kept in the audit log).")
+
+
 class RollbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     series: list[int] = Field(default_factory=list, description="Series ids to roll back (or all=true).")
@@ -108,6 +116,22 @@ def model_router(store: DuckDBStore, node: Any = None) -> APIRouter:
         svc = getattr(node, "forecaster", None)
         reloaded = svc.reload() if svc is not None else None
         return {"moved": moved, "node_reloaded": reloaded}
+
+    @r.post("/models/{series_id}/mlflow")
+    def to_mlflow(series_id: int, req: MlflowRequest) -> dict[str, Any]:
+        """Export a model version with its lineage and metrics to an MLflow tracking server."""
+        from greennanny.mlops.health import health
+        from greennanny.mlops.mlflow_export import MlflowExport
+
+        row = health(store, now(), series_ids=[series_id])["series"][0]
+        live = {k: row[k] for k in ("mae", "rmse", "mase", "coverage80") if row["n"] and row[k] is not None}
+        ex = MlflowExport(req.tracking_uri, experiment=req.experiment)
+        try:
+            out = ex.export(reg, series_id, req.version, live=live)
+        finally:
+            ex.close()
+        reg.record(now(), req.actor, "mlflow_export", f"series {series_id} v{out['version']}", out)
+        return out
 
     @r.get("/audit")
     def audit(limit: int = Query(100, ge=1, le=10_000), action: str | None = Query(None)) -> dict[str, Any]:

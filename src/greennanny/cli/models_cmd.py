@@ -1,4 +1,4 @@
-"""`greennanny models list|show|rollback|health|score|card|audit`: the model registry (design 005), through the node.
+"""`greennanny models list|show|rollback|health|score|card|mlflow|audit`: the model registry (design 005), through the node.
 
 Every command goes through the API (the running node's, or the same API served on the store
 file when no node runs), so a rollback on a running node is taken by its forecasts at once.
@@ -192,3 +192,22 @@ def card(model: str = typer.Argument(None, help="A model family (default: every 
                          f"{m['live_steps']} | {_num(m['live_mase'])} | {cov} |")
         lines += ["", "## Known limits", ""] + [f"- {x}" for x in c["known_limits"]] + [""]
         print("\n".join(lines))
+
+
+@app.command("mlflow")
+@friendly
+def mlflow(series_id: int = typer.Argument(..., help="Series id."),
+           tracking_uri: str = typer.Option(..., "--tracking-uri", help="MLflow tracking server, http(s)://host:port."),
+           experiment: str = typer.Option("greennanny", help="MLflow experiment."),
+           version: int = typer.Option(None, "--version", help="Version to export (default: production)."),
+           as_json: bool = JsonOpt, config: Path = ConfigOpt, via: str = ViaOpt) -> None:
+    """Export a model version (lineage as tags, figures as metrics, its artifact) to MLflow's registry.
+    Credentials as MLflow takes them: MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME/PASSWORD."""
+    body = {"tracking_uri": tracking_uri, "experiment": experiment, "version": version, "actor": getpass.getuser()}
+    with open_backend(resolve_config(config), prefer=via) as b:
+        res = b.post(f"/models/{series_id}/mlflow", body)
+    if as_json:
+        print_json(res)
+        return
+    console.print(f"series {series_id} v{res['version']} -> {res['registered_model']} version {res['mlflow_version']} "
+                  f"(run {res['run_id']}) at {res['tracking_uri']}", highlight=False)
