@@ -30,16 +30,25 @@ def test_models_commands_register_show_roll_back_and_a_node_resumes_from_them(tm
     assert first["registered"] == 2 and second["registered"] == 2
 
     listed = ok_json(cfg, "models", "list")["models"]
-    assert [(m["series_id"], m["version"], m["trained_by"]) for m in listed] == [(1, 2, "manual (cli)"),
-                                                                                (2, 2, "manual (cli)")]
+    # the second run refit on the same data: the gate kept v1 in production, v2 is the candidate
+    assert [(m["series_id"], m["version"], m["trained_by"]) for m in listed] == [(1, 1, "manual (cli)"),
+                                                                                (2, 1, "manual (cli)")]
+    assert (second["promoted"], second["kept"]) == (0, 2)
     assert all(len(m["data_sha256"]) == 64 and m["data_points"] > 0 and m["artifact"].endswith(".parquet")
                for m in listed)
     shown = ok_json(cfg, "models", "show", "1")
-    assert [v["version"] for v in shown["versions"]] == [1, 2]
-    assert [(h["version"], h["previous_version"]) for h in shown["history"]] == [(1, None), (2, 1)]
-    r = cli(cfg, "models", "show", "1")  # the table form names the series and its production version
-    assert r.returncode == 0 and "production v2" in r.stdout + r.stderr, r.stderr
+    assert [v["version"] for v in shown["versions"]] == [1, 2] and shown["candidate"] == 2
+    assert [(h["alias"], h["version"], h["previous_version"]) for h in shown["history"]] == [
+        ("production", 1, None), ("candidate", 2, None)]
+    gate = shown["gate"][0]
+    assert (gate["candidate_version"], gate["production_version"], gate["promoted"]) == (2, 1, False)
+    assert gate["reason"].startswith("gate: candidate MASE") and gate["reason"].endswith("kept")
+    r = cli(cfg, "models", "show", "1")  # the table form names the series, its versions and the gate's numbers
+    out = " ".join((r.stdout + r.stderr).split())
+    assert r.returncode == 0 and "production v1" in out and "candidate v2" in out and "promotion gate" in out, r.stderr
 
+    took = ok_json(cfg, "models", "rollback", "1", "--to", "2", "--reason", "take the candidate")  # by hand
+    assert took["moved"] == [{"series_id": 1, "from": 1, "to": 2}]
     back = ok_json(cfg, "models", "rollback", "1", "--reason", "v2 overshoots the night")
     assert back["moved"] == [{"series_id": 1, "from": 2, "to": 1}] and back["node_reloaded"] is None
     r = cli(cfg, "models", "rollback", "2", "--to", "7", "--reason", "x")
@@ -50,7 +59,7 @@ def test_models_commands_register_show_roll_back_and_a_node_resumes_from_them(tm
     assert scored["forecast_steps"] == 0 and scored["series"] == 0
     hl = ok_json(cfg, "models", "health", "--all")
     assert hl["counts"] == {"ok": 0, "degraded": 0, "no data": 2}
-    assert [(h["series_id"], h["production_version"], h["n"]) for h in hl["series"]] == [(1, 1, 0), (2, 2, 0)]
+    assert [(h["series_id"], h["production_version"], h["n"]) for h in hl["series"]] == [(1, 1, 0), (2, 1, 0)]
     r = cli(cfg, "models", "health")
     assert r.returncode == 0 and "0 ok, 0 degraded, 2 without enough scored forecasts" in " ".join((r.stdout + r.stderr).split())
     got = ok_json(cfg, "models", "card")["cards"]
@@ -58,7 +67,7 @@ def test_models_commands_register_show_roll_back_and_a_node_resumes_from_them(tm
     r = cli(cfg, "models", "card")
     assert r.returncode == 0 and r.stdout.count("# Model card: ") == len(got) and "## Known limits" in r.stdout
     audit = ok_json(cfg, "models", "audit")["audit"]
-    assert [a["action"] for a in audit] == ["register", "register", "rollback"]
+    assert [a["action"] for a in audit] == ["register", "register", "gate", "rollback", "rollback"]
     assert audit[-1]["actor"] == getpass.getuser() and audit[-1]["detail"]["reason"] == "v2 overshoots the night"
 
     node = NodeProcess(cfg, tmp_path / "node.log")

@@ -184,7 +184,7 @@ def test_service_registers_its_choices_and_a_restarted_node_refreshes_them(tmp_p
 def test_a_resumed_node_uses_the_previous_version_when_production_is_refused_and_labels_the_forecast(
         tmp_path: Path) -> None:
     store = _daily_store(tmp_path / "s.duckdb")
-    cfg = ForecastConfig(step_min=60, horizon_h=6, refit_h=24)
+    cfg = ForecastConfig(step_min=60, horizon_h=6, refit_h=24, promotion_gate=False)  # every refit goes live
     ForecastService(store, cfg, SystemClock()).run_once(END + 1)
     second = ForecastService(store, cfg, SystemClock()).run_once(END + H + 1)  # a new service refits: v2
     reg = Registry(store)

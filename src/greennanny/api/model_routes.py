@@ -93,16 +93,20 @@ def model_router(store: DuckDBStore, node: Any = None) -> APIRouter:
 
     @r.get("/models/{series_id}")
     def one(series_id: int) -> dict[str, Any]:
-        """One series: its production version, every version, and the history of the alias."""
+        """One series: its production and candidate versions, every version, the history of the
+        aliases, and the promotion gate's newest decisions with their numbers."""
         from greennanny.api.app import series_json
 
         info = store.series_by_id(series_id)
         if info is None:
             raise HTTPException(404, f"series {series_id} does not exist")
         prod = reg.production([series_id])
+        cand = reg.candidate(series_id)
         return {"series": series_json(info), "production": _times(prod[0]) if prod else None,
+                "candidate": cand,
                 "versions": [_times(v) for v in reg.versions(series_id)],
-                "history": [_times(h) for h in reg.history(series_id)]}
+                "history": [_times(h) for h in reg.history(series_id)],
+                "gate": [_times(g) for g in reg.gate_decisions(series_id, limit=20)]}
 
     @r.post("/models/rollback")
     def rollback(req: RollbackRequest) -> dict[str, Any]:

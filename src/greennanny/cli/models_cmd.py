@@ -51,15 +51,17 @@ def list_(series: list[int] = typer.Option(None, "--series", "-s", help="Only th
 @friendly
 def show(series_id: int = typer.Argument(..., help="Series id."), as_json: bool = JsonOpt, config: Path = ConfigOpt,
          via: str = ViaOpt) -> None:
-    """One series: every version with its lineage, and who moved `production` when and why."""
+    """One series: every version with its lineage, who moved `production` when and why, and the
+    promotion gate's decisions with their numbers."""
     with open_backend(resolve_config(config), prefer=via) as b:
         body = b.get(f"/models/{series_id}")
     if as_json:
         print_json(body)
         return
     prod = body["production"]
+    cand = f", candidate v{body['candidate']}" if body.get("candidate") else ""
     console.print(f"series {series_id} {body['series']['key']}: production "
-                  f"{'v' + str(prod['version']) + ' (' + prod['model'] + ')' if prod else 'none'}", highlight=False)
+                  f"{'v' + str(prod['version']) + ' (' + prod['model'] + ')' if prod else 'none'}{cand}", highlight=False)
     t = Table("version", "model", "backtest MASE", "data window", "points", "data sha256", "trained", "by", "reason")
     for v in body["versions"]:
         t.add_row(f"v{v['version']}", v["model"], _num(v["backtest_mase"]), f"{v['data_start']} .. {v['data_end']}",
@@ -70,6 +72,13 @@ def show(series_id: int = typer.Argument(..., help="Series id."), as_json: bool 
         before = "-" if e["previous_version"] is None else f"v{e['previous_version']}"
         h.add_row(e["at"], e["alias"], f"v{e['version']}", before, e["actor"], e["reason"])
     console.print(h)
+    if body.get("gate"):
+        g = Table("when", "candidate", "production", "candidate MASE", "production MASE", "80 % cov.", "promoted",
+                  title="promotion gate (newest first)")
+        for d in body["gate"]:
+            g.add_row(d["at"], f"v{d['candidate_version']}", f"v{d['production_version']}", _num(d["candidate_mase"]),
+                      _num(d["production_mase"]), _num(d["coverage80"]), "yes" if d["promoted"] else "no")
+        console.print(g)
 
 
 @app.command("rollback")

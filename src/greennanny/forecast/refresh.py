@@ -93,6 +93,22 @@ def refresh(panel: Panel, choices: Mapping[int, Choice], *, horizon: int, season
         made_at_ns=now_ns, quality_notes=[None] * n, params=[c.params for c in picks])
 
 
+def take(res: ForecastResult, rows: np.ndarray) -> ForecastResult:
+    """The rows `rows` of a result (its skipped series stay with it)."""
+    idx = [int(i) for i in np.asarray(rows, dtype=np.intp).tolist()]
+
+    def pick(xs: list) -> list:  # type: ignore[type-arg]
+        return [xs[i] for i in idx] if xs else []
+
+    return ForecastResult(
+        series_ids=res.series_ids[idx], start_ns=res.start_ns, step_ns=res.step_ns, mean=res.mean[idx],
+        lo80=res.lo80[idx], hi80=res.hi80[idx], lo95=res.lo95[idx], hi95=res.hi95[idx], model=pick(res.model),
+        backtest_mae=res.backtest_mae[idx], backtest_mase=res.backtest_mase[idx], runner_up=pick(res.runner_up),
+        runner_up_mase=res.runner_up_mase[idx], fallback_reason=pick(res.fallback_reason),
+        made_at_ns=res.made_at_ns, skipped=dict(res.skipped), quality_notes=pick(res.quality_notes),
+        params=pick(res.params), oracle_inputs=list(res.oracle_inputs))
+
+
 def merge(parts: list[ForecastResult]) -> ForecastResult:
     """One result of several over the same grid and horizon (rows in the order given)."""
     parts = [p for p in parts if p.series_ids.size or p.skipped]

@@ -37,9 +37,10 @@ from greennanny.forecast.inputs import input_arrays
 from greennanny.forecast.models import make_model
 from greennanny.forecast.panel import Panel
 from greennanny.forecast.quality import QualityReport, QualityRules, prepare_panel, triage
-from greennanny.forecast.refresh import Choice, merge, refresh, refreshable, remember
+from greennanny.forecast.refresh import Choice, merge, refresh, refreshable, remember, take
 from greennanny.forecast.runner import forecast_panel
 from greennanny.forecast.selection import select_by_backtest
+from greennanny.mlops.gate import Decision, GateRules, decide
 from greennanny.mlops.registry import Lineage, Registry, lineage_of
 from greennanny.runtime.clock import Clock
 from greennanny.store.duckdb import DuckDBStore
@@ -65,6 +66,8 @@ class ForecastRunSummary:
     refit: bool = True  # the models were chosen again by backtest (else: a refresh of the last choice)
     refreshed: int = 0  # series forecast with their remembered model (the rest went the full way)
     registered: int = 0  # model versions this run added to the registry
+    promoted: int = 0  # series whose refit passed the promotion gate (mlops/gate.py)
+    kept: int = 0  # series whose refit the gate kept out of production (forecast by production)
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -95,6 +98,7 @@ class ForecastService:
         self._refit_ns: int | None = None  # `now` of the last refit of every series
         self._resume = resume  # start from the registry's production versions (the node), once
         self._chain: dict[int, str] = {}  # series whose choice came down the fallback chain, and why
+        self._asked: set[int] = set()  # series whose production version was already asked of the registry
 
     def reload(self, now_ns: int | None = None) -> int:
         """Take every series' production version from the registry (at a node's first run, and
@@ -105,6 +109,7 @@ class ForecastService:
     def _load_registered(self, now: int) -> int:
         self._resume = False
         loaded = self.registry.load_production(now_ns=now)
+        self._asked |= set(loaded.choices) | set(loaded.notes)
         self._choices.update(loaded.choices)
         self._chain = {s: why for s, why in loaded.notes.items() if s in loaded.choices}
         for sid in set(loaded.notes) - set(loaded.choices):  # nothing loads: the next run refits it
@@ -188,6 +193,7 @@ class ForecastService:
         summary.refit = refit
         chosen: dict[int, Choice] = {}
         lineage: dict[int, Lineage] = {}
+        decisions: dict[int, Decision] = {}
         for k in range(0, len(series), chunk):
             ids = np.array([s.id for s in series[k:k + chunk]], dtype=np.int64)
             prepared = self._prepared(ids, now)
@@ -211,12 +217,24 @@ class ForecastService:
                     if why is not None:  # a fallback now: no remembered model may stand in for it
                         self._choices.pop(int(sid), None)
                 got = remember(full)
-                self._choices.update(got)
+                gated = self._gate(fresh, got, horizon, season) if self.cfg.promotion_gate else {}
+                decisions.update(gated)
+                held = {s for s, d in gated.items() if not d.promoted}
+                self._choices.update({s: c for s, c in got.items() if s not in held})
                 chosen.update(got)
                 lineage.update({s: x for s, x in lineage_of(fresh).items() if s in got})
                 for sid in got:
-                    self._chain.pop(sid, None)
-                parts.append(full)
+                    if sid not in held:
+                        self._chain.pop(sid, None)
+                if held:  # production stays: its forecast is the one served, as between refits
+                    is_held = np.isin(full.series_ids, list(held))
+                    again = refresh(fresh.take(np.flatnonzero(np.isin(fresh.series_ids, list(held)))), self._choices,
+                                    horizon=horizon, season=season, now_ns=now)
+                    for i, sid in enumerate(again.series_ids.tolist()):
+                        again.fallback_reason[i] = self._chain.get(int(sid))
+                    parts += [take(full, np.flatnonzero(~is_held)), again]
+                else:
+                    parts.append(full)
             res = merge(parts)
             reports += prepared.reports
             self._write(run_id, now, res)
@@ -230,7 +248,9 @@ class ForecastService:
             self._refit_ns = now
         summary.registered = len(self.registry.register_run(
             run_id, now, chosen, lineage, step_ns=step, horizon=horizon, trained_by=trained_by,
-            reason="refit" if refit else "first model of a series without one"))
+            reason="refit" if refit else "first model of a series without one", gate=decisions))
+        summary.promoted = sum(d.promoted for d in decisions.values())
+        summary.kept = len(decisions) - summary.promoted
         summary.quality = _quality_counts(reports)
         summary.run_id = run_id
         summary.models = dict(models)
@@ -240,6 +260,25 @@ class ForecastService:
         log.info("forecast run %d: %d series, models %s, %d fallbacks, %.1f s", run_id, summary.forecasts,
                  summary.models, summary.fallbacks, summary.seconds)
         return summary
+
+    def _gate(self, panel: Panel, got: dict[int, Choice], horizon: int, season: int) -> dict[int, Decision]:
+        """The promotion gate for the series of `got` that have a production choice (mlops/gate.py).
+        A series served from the fallback chain (its production artifact refused) is not gated:
+        its refit replaces a production version that cannot be loaded."""
+        known = {s: self._choices[s] for s in got if s in self._choices and s not in self._chain}
+        unknown = [s for s in got if s not in self._choices and s not in self._asked]
+        if unknown:  # a service that did not load them (a CLI run on the file): production from the registry
+            loaded = self.registry.load_production(unknown, now_ns=self.clock.now_ns())
+            self._asked |= set(unknown)
+            fine = {s: c for s, c in loaded.choices.items() if s not in loaded.notes}
+            known.update(fine)
+            self._choices.update(fine)  # a kept production version serves this run's forecast
+        prod = {s: c for s, c in known.items() if c.half80.size == horizon}
+        if not prod:
+            return {}
+        rules = GateRules(margin=self.cfg.promotion_margin, coverage_min=self.cfg.promotion_coverage_min,
+                          coverage_max=self.cfg.promotion_coverage_max, origins=self.cfg.backtest_origins)
+        return decide(panel, prod, got, horizon=horizon, season=season, rules=rules)
 
     def _refit_due(self, now: int) -> bool:
         """Choose again when `refit_h` has passed since the last refit of every series, when the

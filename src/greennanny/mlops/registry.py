@@ -26,10 +26,12 @@ from greennanny.errors import ArtifactRefused, UnknownVersion
 from greennanny.forecast.panel import Panel
 from greennanny.forecast.refresh import Choice
 from greennanny.mlops import artifacts
+from greennanny.mlops.gate import Decision
 from greennanny.store.duckdb import DuckDBStore
 
 PRODUCTION = "production"
-PROMOTED = "newest refit (no promotion gate yet)"  # design 005: the gate of issue 6 replaces this rule
+CANDIDATE = "candidate"
+FIRST = "first version of the series"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +73,15 @@ class Registry:
 
     # -- writes ------------------------------------------------------------------------------
     def register_run(self, run_id: int, now_ns: int, choices: Mapping[int, Choice], lineage: Mapping[int, Lineage],
-                     *, step_ns: int, horizon: int, trained_by: str, reason: str) -> dict[int, int]:
+                     *, step_ns: int, horizon: int, trained_by: str, reason: str,
+                     gate: Mapping[int, Decision] | None = None) -> dict[int, int]:
         """Register one training run: a new version per series of `choices`, its artifact, the
-        `production` alias moved to it (with history) and one audit row, in one transaction.
-        Returns the version given to each series."""
+        aliases and one audit row, in one transaction. Returns the version given to each series.
+
+        A series without a production version gets the new one as production. One with a
+        `gate` decision gets it as production if the gate promoted it, else as `candidate`
+        (production stays); the decision and its numbers go to `model_gate_decisions`. A series
+        with production but no decision (a run without a gate) is promoted with `reason`."""
         if not choices:
             return {}
         sids = sorted(int(s) for s in choices)
@@ -102,6 +109,35 @@ class Registry:
         models: dict[str, int] = {}
         for c in picks:
             models[c.model] = models.get(c.model, 0) + 1
+        gate = gate or {}
+        prod = self._production_versions()
+        promote: dict[str, list[tuple[int, int]]] = {}  # reason -> (series, version)
+        held: list[tuple[int, int]] = []
+        for s, v in zip(sids, versions):
+            d = gate.get(s)
+            if s not in prod:
+                promote.setdefault(FIRST, []).append((s, v))
+            elif d is None:
+                promote.setdefault(f"{reason} (no gate)", []).append((s, v))
+            elif d.promoted:
+                promote.setdefault(d.reason, []).append((s, v))
+            else:
+                held.append((s, v))
+        decided = [(s, v) for s, v in zip(sids, versions) if s in gate and s in prod]
+        decisions = pa.table({
+            "run_id": pa.array([run_id] * len(decided), pa.int64()),
+            "at_ns": pa.array([now_ns] * len(decided), pa.int64()),
+            "series_id": pa.array([s for s, _ in decided], pa.int32()),
+            "candidate_version": pa.array([v for _, v in decided], pa.int32()),
+            "production_version": pa.array([prod[s] for s, _ in decided], pa.int32()),
+            "candidate_mase": pa.array([_finite(gate[s].candidate_mase) for s, _ in decided], pa.float64()),
+            "production_mase": pa.array([_finite(gate[s].production_mase) for s, _ in decided], pa.float64()),
+            "coverage80": pa.array([_finite(gate[s].coverage80) for s, _ in decided], pa.float64()),
+            "cells": pa.array([gate[s].cells for s, _ in decided], pa.int32()),
+            "promoted": pa.array([gate[s].promoted for s, _ in decided], pa.bool_()),
+            "reason": pa.array([gate[s].reason for s, _ in decided], pa.string()),
+        })
+        n_promoted = sum(len(x) for x in promote.values())
 
         def tx(con: duckdb.DuckDBPyConnection) -> None:
             con.register("_mv", table)
@@ -111,10 +147,26 @@ class Registry:
                 con.unregister("_mv")
             con.execute("INSERT INTO model_artifacts VALUES (?, ?, ?, ?, ?)",
                         [saved.name, run_id, saved.sha256, saved.bytes, now_ns])
-            _move_alias(con, sids, versions, PRODUCTION, now_ns, trained_by, PROMOTED)
+            for why, pairs in promote.items():
+                _move_alias(con, [s for s, _ in pairs], [v for _, v in pairs], PRODUCTION, now_ns, trained_by, why)
+            promoted_ids = [s for pairs in promote.values() for s, _ in pairs]
+            if promoted_ids:  # a candidate alias left from an earlier run no longer names the newest
+                con.execute(f"DELETE FROM model_aliases WHERE alias = ? AND series_id IN "
+                            f"({','.join(str(s) for s in promoted_ids)})", [CANDIDATE])
+            if held:
+                _move_alias(con, [s for s, _ in held], [v for _, v in held], CANDIDATE, now_ns, trained_by,
+                            "refit kept out of production by the gate")
+            if decided:
+                con.register("_gd", decisions)
+                try:
+                    con.execute("INSERT INTO model_gate_decisions SELECT * FROM _gd")
+                finally:
+                    con.unregister("_gd")
             _audit(con, now_ns, trained_by, "register", f"run {run_id}",
                    {"series": n, "models": models, "reason": reason, "artifact": saved.name,
-                    "sha256": saved.sha256, "bytes": saved.bytes, "promoted": n})
+                    "sha256": saved.sha256, "bytes": saved.bytes, "promoted": n_promoted, "kept_as_candidate": len(held)})
+            if decided:
+                _audit(con, now_ns, trained_by, "gate", f"run {run_id}", _gate_summary(gate, decided))
 
         self.store.transaction(tx)
         return dict(zip(sids, versions))
@@ -255,6 +307,22 @@ class Registry:
                 raise ArtifactRefused(f"series {sid} v{version}: {why}; production not moved")
 
     # -- reads -------------------------------------------------------------------------------
+    def _production_versions(self) -> dict[int, int]:
+        return {int(s): int(v) for s, v in self.store.reader().execute(
+            "SELECT series_id, version FROM model_aliases WHERE alias = ?", [PRODUCTION]).fetchall()}
+
+    def candidate(self, series_id: int) -> int | None:
+        """The version the gate kept out of production (the newest refit), if any."""
+        row = self.store.reader().execute("SELECT version FROM model_aliases WHERE alias = ? AND series_id = ?",
+                                          [CANDIDATE, int(series_id)]).fetchone()
+        return None if row is None else int(row[0])
+
+    def gate_decisions(self, series_id: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """The gate's newest decisions (of one series), newest first, with their numbers."""
+        where, args = ("WHERE series_id = ?", [int(series_id)]) if series_id is not None else ("", [])
+        return _dicts(self.store.reader().execute(
+            f"SELECT * FROM model_gate_decisions {where} ORDER BY at_ns DESC, series_id LIMIT ?", [*args, int(limit)]))
+
     def production(self, series_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
         """Each series' production version with its lineage and backtest figures."""
         where = "" if series_ids is None else f" AND a.series_id IN ({','.join(str(int(s)) for s in series_ids) or 'NULL'})"
@@ -326,6 +394,20 @@ def _audit(con: duckdb.DuckDBPyConnection, now_ns: int, actor: str, action: str,
            detail: Mapping[str, Any]) -> None:
     con.execute("INSERT INTO audit_log SELECT coalesce(max(seq), 0) + 1, ?, ?, ?, ?, ? FROM audit_log",
                 [now_ns, actor, action, subject, json.dumps(detail, sort_keys=True, default=str)])
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
+
+
+def _gate_summary(gate: Mapping[int, Decision], decided: Sequence[tuple[int, int]]) -> dict[str, Any]:
+    """The audit row of a run's gate: counts and the spread of the numbers it decided on."""
+    ds = [gate[s] for s, _ in decided]
+    ratio = [d.candidate_mase / d.production_mase for d in ds
+             if np.isfinite(d.candidate_mase) and np.isfinite(d.production_mase) and d.production_mase > 0]
+    return {"decided": len(ds), "promoted": sum(d.promoted for d in ds), "kept": sum(not d.promoted for d in ds),
+            "median_candidate_over_production_mase": round(float(np.median(ratio)), 4) if ratio else None,
+            "promoted_series": [d.series_id for d in ds if d.promoted][:50]}
 
 
 def _dicts(res: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:

@@ -56,6 +56,10 @@ CREATE TABLE IF NOT EXISTS model_aliases (series_id INTEGER, alias VARCHAR, vers
 CREATE TABLE IF NOT EXISTS model_alias_history (
   at_ns BIGINT, series_id INTEGER, alias VARCHAR, version INTEGER, previous_version INTEGER, actor VARCHAR,
   reason VARCHAR);
+CREATE TABLE IF NOT EXISTS model_gate_decisions (
+  run_id BIGINT, at_ns BIGINT, series_id INTEGER, candidate_version INTEGER, production_version INTEGER,
+  candidate_mase DOUBLE, production_mase DOUBLE, coverage80 DOUBLE, cells INTEGER, promoted BOOLEAN,
+  reason VARCHAR);
 CREATE TABLE IF NOT EXISTS forecast_scores (
   series_id INTEGER, day_ns BIGINT, bucket VARCHAR, model VARCHAR, n BIGINT, abs_err DOUBLE, sq_err DOUBLE,
   naive_abs_err DOUBLE, naive_n BIGINT, in80 BIGINT, in95 BIGINT);
