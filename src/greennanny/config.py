@@ -166,6 +166,12 @@ class ForecastConfig(_Section):
     promotion_margin: float = Field(0.02, ge=0.0, lt=1.0, description="Fraction by which a candidate's MASE must be below production's on the gate's origins to be promoted.")
     promotion_coverage_min: float = Field(0.6, ge=0.0, le=1.0, description="Lowest share of the actuals inside the candidate's 80 % interval on the gate's origins for it to count as calibrated.")
     promotion_coverage_max: float = Field(0.99, ge=0.0, le=1.0, description="Highest such share (an interval that covers everything is too wide to act on).")
+    monitor: bool = Field(True, description="After each run: score the forecasts whose targets arrived, then look for sensor faults (step, stuck, silent), drift and accuracy decay (mlops/monitor.py); each finding is an event, drift and decay ask for a retrain.")
+    retrain_max_series: int = Field(500, ge=1, le=100_000, description="Budget: at most this many asked-for retrains (drift, decay, by hand) go the full way in one run; the rest wait for the next run, so thousands of retrains never starve ingest.")
+    fault_step_min: dict[str, float] = Field(default_factory=lambda: {"air_temperature": 2.0, "leaf_temperature": 2.0, "soil_temperature": 2.0, "relative_humidity": 15.0}, description="Per quantity: the smallest jump between two readings checked as a sensor step (unit of the quantity); quantities not listed are not checked for steps.")
+    drift_delta: float = Field(0.1, ge=0.0, le=10.0, description="Page-Hinkley on the daily live MASE: rises smaller than this are tolerated.")
+    drift_lambda: float = Field(1.5, gt=0.0, le=100.0, description="Page-Hinkley alarm threshold (accumulated daily MASE above the running mean plus drift_delta).")
+    drift_cooldown_days: int = Field(30, ge=1, le=365, description="Days a series is left alone after a drift or decay finding (its retrain needs new scores to be judged).")
     chunk_series: int = Field(500, ge=1, le=100_000, description="Series fitted together in one panel; a run goes chunk by chunk (bounded memory, progress, one store write a chunk).")
     max_gap_min: int = Field(60, ge=0, le=24 * 60, description="Longest gap, in minutes, filled by linear interpolation before fitting; longer gaps stay missing (0: none filled).")
     stuck_factor: float = Field(4.0, ge=1.0, le=100.0, description="A run of identical readings is a stuck sensor when it has this many times the points of the series' normal long run (its 99.9th-percentile run); stuck spans are kept out of training.")
@@ -177,6 +183,16 @@ class ForecastConfig(_Section):
     )
     tz: str = Field("UTC", description="The site's IANA time zone: calendar features follow its local clock across summer time (storage stays UTC).")
     inputs: list[ForecastInputConfig] = Field(default_factory=list, description="Exogenous inputs ([[forecast.inputs]]); the lagreg model and blend's lagreg member use them.")
+
+    def fault_rules(self) -> Any:
+        from greennanny.mlops.faults import FaultRules
+
+        return FaultRules(step_min=dict(self.fault_step_min))
+
+    def drift_rules(self) -> Any:
+        from greennanny.mlops.drift import DriftRules
+
+        return DriftRules(delta=self.drift_delta, lam=self.drift_lambda, cooldown_days=self.drift_cooldown_days)
 
     @field_validator("tz")
     @classmethod

@@ -11,11 +11,23 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel, ConfigDict, Field
 
 from greennanny.config import Config
 from greennanny.ingest.timeparse import any_to_ns
 from greennanny.runtime.clock import SystemClock
 from greennanny.store.duckdb import DuckDBStore
+
+
+class RetrainRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    series: list[int] = Field(default_factory=list, description="Series ids to retrain.")
+    site: str | None = Field(None, description="Select every forecast series of this site ...")
+    zone: str | None = Field(None, description="... of this zone ...")
+    quantity: str | None = Field(None, description="... of this quantity.")
+    degraded: bool = Field(False, description="Select the series whose model health is degraded (7 days).")
+    reason: str = Field(..., min_length=1, description="Why: kept with each new version and in the audit log.")
+    actor: str = Field("api", min_length=1, description="Who asks (the CLI sends the user's login name).")
 
 
 def forecast_router(cfg: Config, store: DuckDBStore, node: Any = None) -> APIRouter:
@@ -62,5 +74,27 @@ def forecast_router(cfg: Config, store: DuckDBStore, node: Any = None) -> APIRou
         rows = service().backtest(when(at), series_ids=ids(series), models=names)  # an unknown model: 400 naming the known
         return {"origins": cfg.forecast.backtest_origins, "horizon_h": cfg.forecast.horizon_h,
                 "step_min": cfg.forecast.step_min, "series": rows}
+
+    @r.post("/models/retrain")
+    def retrain(req: RetrainRequest) -> dict[str, Any]:
+        """Refit the selected series now, the full way (choice by backtest, then the promotion
+        gate), up to `[forecast] retrain_max_series` in this run; the rest wait for the next runs."""
+        chosen = set(ids(req.series) or [])
+        if req.site or req.zone or req.quantity:
+            pool = [x for q in ([req.quantity] if req.quantity else cfg.forecast.quantities)
+                    for x in store.series(site=req.site, zone=req.zone, quantity=q)]
+            chosen |= {x.id for x in pool}
+        if req.degraded:
+            from greennanny.mlops.health import health
+
+            svc0 = service()
+            chosen |= {row["series_id"] for row in health(store, svc0.clock.now_ns())["series"]
+                       if row["status"] == "degraded"}
+        if not chosen:
+            raise HTTPException(400, "nothing selected: give series ids, --site/--zone/--quantity or --degraded")
+        svc = service()
+        svc.request_retrain(sorted(chosen), actor=req.actor, reason=f"manual: {req.reason}")
+        summary = svc.run_once(series_ids=sorted(chosen), trained_by=req.actor).as_dict()
+        return {"selected": len(chosen), **summary}
 
     return r

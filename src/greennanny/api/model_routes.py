@@ -24,6 +24,16 @@ class MlflowRequest(BaseModel):
     actor: str = Field("api", min_length=1, description="Who asks (kept in the audit log).")
 
 
+class AcceptRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(..., min_length=1, description="Why the change is real (kept in the audit log).")
+    actor: str = Field("api", min_length=1, description="Who decides.")
+
+
+class CalibrateRequest(AcceptRequest):
+    offset: float = Field(..., description="Added to the series' readings from the fault's start on, in its unit.")
+
+
 class RollbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     series: list[int] = Field(default_factory=list, description="Series ids to roll back (or all=true).")
@@ -90,6 +100,31 @@ def model_router(store: DuckDBStore, node: Any = None) -> APIRouter:
         from greennanny.mlops.scoring import Scorer
 
         return _times(asdict(Scorer(store).score(now())))
+
+    @r.get("/models/events")
+    def list_events(status: str | None = Query(None, description="open, accepted, calibrated or closed."),
+                    series: int | None = Query(None, description="Only this series."),
+                    category: str | None = Query(None, description="sensor_fault, drift, decay, site ..."),
+                    limit: int = Query(200, ge=1, le=100_000)) -> dict[str, Any]:
+        """Health events (sensor faults, drift, decay, silent sites) with their evidence, newest first."""
+        from greennanny.mlops.events import Events
+
+        rows = Events(store).list(status=status, series_id=series, category=category, limit=limit)
+        return {"events": [_times(e) for e in rows]}
+
+    @r.post("/models/events/{event_id}/accept")
+    def accept(event_id: int, req: AcceptRequest) -> dict[str, Any]:
+        """The operator says a sensor fault's change is real: its readings count again."""
+        from greennanny.mlops.events import Events
+
+        return _times(Events(store).accept(now(), event_id, actor=req.actor, reason=req.reason))
+
+    @r.post("/models/events/{event_id}/calibrate")
+    def calibrate(event_id: int, req: CalibrateRequest) -> dict[str, Any]:
+        """The operator sets an offset for a sensor fault: readings from its start count with it added."""
+        from greennanny.mlops.events import Events
+
+        return _times(Events(store).calibrate(now(), event_id, req.offset, actor=req.actor, reason=req.reason))
 
     @r.get("/models/{series_id}")
     def one(series_id: int) -> dict[str, Any]:

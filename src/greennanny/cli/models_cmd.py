@@ -1,4 +1,4 @@
-"""`greennanny models list|show|rollback|health|score|card|mlflow|audit`: the model registry (design 005), through the node.
+"""`greennanny models list|show|rollback|health|score|card|mlflow|audit|events|accept|calibrate|retrain`: the model registry (design 005), through the node.
 
 Every command goes through the API (the running node's, or the same API served on the store
 file when no node runs), so a rollback on a running node is taken by its forecasts at once.
@@ -220,3 +220,82 @@ def mlflow(series_id: int = typer.Argument(..., help="Series id."),
         return
     console.print(f"series {series_id} v{res['version']} -> {res['registered_model']} version {res['mlflow_version']} "
                   f"(run {res['run_id']}) at {res['tracking_uri']}", highlight=False)
+
+
+@app.command("events")
+@friendly
+def events(status: str = typer.Option(None, "--status", help="open, accepted, calibrated or closed."),
+           series: int = typer.Option(None, "--series", "-s", help="Only this series id."),
+           category: str = typer.Option(None, "--category", help="sensor_fault, drift, decay or site."),
+           limit: int = typer.Option(50, "--limit", "-n", help="How many, newest first."),
+           as_json: bool = JsonOpt, config: Path = ConfigOpt, via: str = ViaOpt) -> None:
+    """Health events: sensor faults (step, stuck, silent), drift, accuracy decay, with their evidence."""
+    with open_backend(resolve_config(config), prefer=via) as b:
+        body = b.get("/models/events", status=status, series=series, category=category, limit=limit)
+    if as_json:
+        print_json(body)
+        return
+    if not body["events"]:
+        console.print("no event")
+        return
+    t = Table("event", "raised", "series", "category", "kind", "status", "evidence")
+    for e in body["events"]:
+        ev = e["evidence"]
+        brief = ev.get("why") or "; ".join(str(x) for x in ev.get("reasons", [])) or ev.get("test", "")
+        if "jump" in ev:
+            brief = f"jump {ev['jump']:+g} at {ev.get('at', e['start'])}; " + brief
+        t.add_row(str(e["event_id"]), e["at"], str(e["series_id"] or "-"), e["category"], e["kind"], e["status"],
+                  brief)
+    console.print(t)
+
+
+@app.command("accept")
+@friendly
+def accept(event_id: int = typer.Argument(..., help="Event id (greennanny models events)."),
+           reason: str = typer.Option(..., "--reason", "-r", help="Why the change is real."),
+           as_json: bool = JsonOpt, config: Path = ConfigOpt, via: str = ViaOpt) -> None:
+    """Accept a sensor fault's change as real (a moved probe, a new setpoint): its readings count again."""
+    with open_backend(resolve_config(config), prefer=via) as b:
+        res = b.post(f"/models/events/{event_id}/accept", {"reason": reason, "actor": getpass.getuser()})
+    if as_json:
+        print_json(res)
+        return
+    console.print(f"event {event_id} accepted: series {res['series_id']}'s readings count again", highlight=False)
+
+
+@app.command("calibrate")
+@friendly
+def calibrate(event_id: int = typer.Argument(..., help="Event id (greennanny models events)."),
+              offset: float = typer.Option(..., "--offset", help="Added to the readings from the fault's start on."),
+              reason: str = typer.Option(..., "--reason", "-r", help="How the offset was found."),
+              as_json: bool = JsonOpt, config: Path = ConfigOpt, via: str = ViaOpt) -> None:
+    """Set a calibration offset for a sensor fault: its readings count again, with the offset added."""
+    with open_backend(resolve_config(config), prefer=via) as b:
+        res = b.post(f"/models/events/{event_id}/calibrate",
+                     {"offset": offset, "reason": reason, "actor": getpass.getuser()})
+    if as_json:
+        print_json(res)
+        return
+    console.print(f"event {event_id} calibrated: series {res['series_id']} {offset:+g} from {res['start']}",
+                  highlight=False)
+
+
+@app.command("retrain")
+@friendly
+def retrain(series: list[int] = typer.Argument(None, help="Series ids."),
+            site: str = typer.Option(None, "--site", help="Select the forecast series of this site ..."),
+            zone: str = typer.Option(None, "--zone", help="... of this zone ..."),
+            quantity: str = typer.Option(None, "--quantity", help="... of this quantity."),
+            degraded: bool = typer.Option(False, "--degraded", help="Select the series whose health is degraded."),
+            reason: str = typer.Option(..., "--reason", "-r", help="Why (kept with each new version)."),
+            as_json: bool = JsonOpt, config: Path = ConfigOpt, via: str = ViaOpt) -> None:
+    """Refit the selected series now (choice by backtest, then the promotion gate), within the budget."""
+    body = {"series": series or [], "site": site, "zone": zone, "quantity": quantity, "degraded": degraded,
+            "reason": reason, "actor": getpass.getuser()}
+    with open_backend(resolve_config(config), prefer=via) as b:
+        res = b.post("/models/retrain", body)
+    if as_json:
+        print_json(res)
+        return
+    console.print(f"{res['selected']} selected: {res['retrained']} retrained, {res['promoted']} promoted by the gate, "
+                  f"{res['kept']} kept production, {res['retrain_waiting']} waiting for the next run", highlight=False)

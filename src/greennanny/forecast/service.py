@@ -40,6 +40,7 @@ from greennanny.forecast.quality import QualityReport, QualityRules, prepare_pan
 from greennanny.forecast.refresh import Choice, merge, refresh, refreshable, remember, take
 from greennanny.forecast.runner import forecast_panel
 from greennanny.forecast.selection import select_by_backtest
+from greennanny.mlops.events import FaultMask
 from greennanny.mlops.gate import Decision, GateRules, decide
 from greennanny.mlops.registry import Lineage, Registry, lineage_of
 from greennanny.runtime.clock import Clock
@@ -68,6 +69,8 @@ class ForecastRunSummary:
     registered: int = 0  # model versions this run added to the registry
     promoted: int = 0  # series whose refit passed the promotion gate (mlops/gate.py)
     kept: int = 0  # series whose refit the gate kept out of production (forecast by production)
+    retrained: int = 0  # series refit because drift, decay or an operator asked (within the budget)
+    retrain_waiting: int = 0  # asked for and not yet done (over the budget, or an open sensor fault)
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -99,6 +102,10 @@ class ForecastService:
         self._resume = resume  # start from the registry's production versions (the node), once
         self._chain: dict[int, str] = {}  # series whose choice came down the fallback chain, and why
         self._asked: set[int] = set()  # series whose production version was already asked of the registry
+        self._retrain: dict[int, tuple[str, str]] = {}  # series -> (who asked, why): refit at the next run
+        self.last_reports: dict[int, QualityReport] = {}  # the last run's data-quality report per series
+        self.last_series: list[Any] = []  # the series the last run considered
+        self._mask = FaultMask({})
 
     def reload(self, now_ns: int | None = None) -> int:
         """Take every series' production version from the registry (at a node's first run, and
@@ -117,6 +124,13 @@ class ForecastService:
         if loaded.last_run_ns is not None and self._refit_ns is None:
             self._refit_ns = loaded.last_run_ns
         return len(loaded.choices)
+
+    def request_retrain(self, series_ids: Sequence[int], *, actor: str, reason: str) -> int:
+        """Ask for a full refit of these series at the next run (within `retrain_max_series` a run);
+        returns how many are waiting now."""
+        for sid in series_ids:
+            self._retrain[int(sid)] = (actor, reason)
+        return len(self._retrain)
 
     def _grid(self, now: int) -> tuple[int, int, int, int, int]:
         """(step, season, horizon, end, length) of the panel for a run at `now`."""
@@ -143,6 +157,7 @@ class ForecastService:
         # up to `now` inclusive: the last bin runs on to `end`, and a run as of an earlier time
         # (--at) must not read what came after it
         sid, ts, val = self.store.query_long(ids.tolist(), end - length * step, min(end, now + 1))
+        val = self._mask.apply(sid, ts, val)  # an open step fault's readings are not learned from
         prepared = prepare_panel(sid, ts, val, step_ns=step, end_ns=end, length=length, rules=self._rules(step),
                                  series_ids=ids)
         infos = [self.store.series_by_id(int(i)) for i in ids.tolist()] if self.cfg.inputs else []
@@ -179,6 +194,11 @@ class ForecastService:
         step, season, horizon, _, _ = self._grid(now)
         series = self._candidates(now, series_ids)
         summary = ForecastRunSummary(series_considered=len(series))
+        self._mask = FaultMask.load(self.store)
+        hidden = self._mask.hidden()
+        ready = [s for s in self._retrain if s not in hidden]
+        due = {s: self._retrain[s] for s in ready[: self.cfg.retrain_max_series]}
+        self.last_series = series
         if not series:
             self.last = summary
             return summary
@@ -199,6 +219,8 @@ class ForecastService:
             prepared = self._prepared(ids, now)
             panel, min_steps = prepared.panel, self._rules(step).min_history_steps or 2 * season
             rows = np.zeros(0, np.intp) if refit else refreshable(panel, self._choices, horizon, min_steps)
+            if due and rows.size:  # asked-for retrains go the full way (choice, gate) this run
+                rows = rows[~np.isin(panel.series_ids[rows], list(due))]
             rest = np.setdiff1d(np.arange(panel.n_series), rows)
             parts = []
             if rows.size:
@@ -237,6 +259,7 @@ class ForecastService:
                     parts.append(full)
             res = merge(parts)
             reports += prepared.reports
+            self.last_reports.update(prepared.by_id())
             self._write(run_id, now, res)
             summary.forecasts += len(res.series_ids)
             models.update(res.model)
@@ -246,9 +269,14 @@ class ForecastService:
                 progress(min(k + chunk, len(series)), len(series))
         if refit and series_ids is None:
             self._refit_ns = now
+        asked = {s: due[s] for s in chosen if s in due}
         summary.registered = len(self.registry.register_run(
             run_id, now, chosen, lineage, step_ns=step, horizon=horizon, trained_by=trained_by,
-            reason="refit" if refit else "first model of a series without one", gate=decisions))
+            reason="refit" if refit else "first model of a series without one", gate=decisions, why=asked))
+        for s in due:  # done, or without data to fit (asking again is up to whoever asked)
+            self._retrain.pop(s, None)
+        summary.retrained = len(asked)
+        summary.retrain_waiting = len(self._retrain)
         summary.promoted = sum(d.promoted for d in decisions.values())
         summary.kept = len(decisions) - summary.promoted
         summary.quality = _quality_counts(reports)
@@ -323,6 +351,7 @@ class ForecastService:
         chunk = self.cfg.chunk_series
         if progress is not None:
             progress(0, len(series))
+        self._mask = FaultMask.load(self.store)
         for k in range(0, len(series), chunk):
             part = series[k:k + chunk]
             prepared = self._prepared(np.array([s.id for s in part], dtype=np.int64), now)
@@ -376,18 +405,36 @@ class ForecastService:
         ... by default, plus 5 s for the bin's last readings), until `stop` is set; a failed run is
         logged, not fatal."""
         every = self.cfg.refresh_min * 60 * 1_000_000_000
-        from greennanny.mlops.scoring import Scorer
 
-        scorer = Scorer(self.store)
         while not stop.wait(5 if self.last is None else (every - self.clock.now_ns() % every) / 1e9 + 5):
             try:
                 self.run_once()
             except Exception:
                 log.exception("forecast run failed; next try in %d min", self.cfg.refresh_min)
-            try:  # live accuracy: the stored forecasts whose targets have arrived (mlops/scoring.py)
-                done = scorer.score(self.clock.now_ns())
-                if done.forecast_steps:
-                    log.info("scored %d forecast steps of %d series in %.1f s", done.forecast_steps, done.series,
-                             done.seconds)
-            except Exception:
-                log.exception("scoring forecasts failed; next try after the next run")
+            self.after_run(self.clock.now_ns())
+
+    def after_run(self, now_ns: int) -> Any:
+        """Score what has arrived, then monitor: faults, drift and decay become events, and the
+        retrains they ask for wait for the next run. A failure here is logged, never fatal."""
+        from greennanny.mlops.monitor import Monitor
+        from greennanny.mlops.scoring import Scorer
+
+        try:  # live accuracy: the stored forecasts whose targets have arrived (mlops/scoring.py)
+            done = Scorer(self.store).score(now_ns)
+            if done.forecast_steps:
+                log.info("scored %d forecast steps of %d series in %.1f s", done.forecast_steps, done.series,
+                         done.seconds)
+        except Exception:
+            log.exception("scoring forecasts failed; next try after the next run")
+        if not self.cfg.monitor or not self.last_series:
+            return None
+        try:
+            step, _, _, _, length = self._grid(now_ns)
+            got = Monitor(self.store, self.cfg.fault_rules(), self.cfg.drift_rules()).check(
+                now_ns, self.last_series, self.last_reports, step_ns=step, window_ns=length * step)
+            for sid, why in got.retrain.items():
+                self.request_retrain([sid], actor="monitor", reason=why)
+            return got
+        except Exception:
+            log.exception("monitoring failed; next try after the next run")
+            return None

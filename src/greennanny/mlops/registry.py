@@ -74,14 +74,16 @@ class Registry:
     # -- writes ------------------------------------------------------------------------------
     def register_run(self, run_id: int, now_ns: int, choices: Mapping[int, Choice], lineage: Mapping[int, Lineage],
                      *, step_ns: int, horizon: int, trained_by: str, reason: str,
-                     gate: Mapping[int, Decision] | None = None) -> dict[int, int]:
+                     gate: Mapping[int, Decision] | None = None,
+                     why: Mapping[int, tuple[str, str]] | None = None) -> dict[int, int]:
         """Register one training run: a new version per series of `choices`, its artifact, the
         aliases and one audit row, in one transaction. Returns the version given to each series.
 
         A series without a production version gets the new one as production. One with a
         `gate` decision gets it as production if the gate promoted it, else as `candidate`
         (production stays); the decision and its numbers go to `model_gate_decisions`. A series
-        with production but no decision (a run without a gate) is promoted with `reason`."""
+        with production but no decision (a run without a gate) is promoted with `reason`.
+        `why` gives some series their own (trained_by, reason): a retrain that drift asked for."""
         if not choices:
             return {}
         sids = sorted(int(s) for s in choices)
@@ -104,7 +106,8 @@ class Registry:
             "data_sha256": [x.data_sha256 for x in lin], "code_version": [__version__] * n,
             "backtest_mae": [c.mae for c in picks], "backtest_mase": [c.mase for c in picks],
             "runner_up": [c.runner_up for c in picks], "runner_up_mase": [c.runner_up_mase for c in picks],
-            "trained_by": [trained_by] * n, "reason": [reason] * n, "artifact": [saved.name] * n,
+            "trained_by": [(why or {}).get(s, (trained_by, reason))[0] for s in sids],
+            "reason": [(why or {}).get(s, (trained_by, reason))[1] for s in sids], "artifact": [saved.name] * n,
         })
         models: dict[str, int] = {}
         for c in picks:
@@ -147,8 +150,8 @@ class Registry:
                 con.unregister("_mv")
             con.execute("INSERT INTO model_artifacts VALUES (?, ?, ?, ?, ?)",
                         [saved.name, run_id, saved.sha256, saved.bytes, now_ns])
-            for why, pairs in promote.items():
-                _move_alias(con, [s for s, _ in pairs], [v for _, v in pairs], PRODUCTION, now_ns, trained_by, why)
+            for because, pairs in promote.items():
+                _move_alias(con, [s for s, _ in pairs], [v for _, v in pairs], PRODUCTION, now_ns, trained_by, because)
             promoted_ids = [s for pairs in promote.values() for s, _ in pairs]
             if promoted_ids:  # a candidate alias left from an earlier run no longer names the newest
                 con.execute(f"DELETE FROM model_aliases WHERE alias = ? AND series_id IN "

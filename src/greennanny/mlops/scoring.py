@@ -11,6 +11,9 @@ MASE here is the forecast's MAE over the seasonal naive's MAE on the very target
 one-day naive, as in the backtest), so 1.0 means "no better than yesterday's values" at any lead
 time and on any span; a series whose day-ago actual is missing contributes no naive error.
 
+Readings an open sensor-fault step hides are no actuals (the step counts as without one), and a
+calibrated one's are scored with its offset (`mlops.events.FaultMask`).
+
 Each forecast step is scored exactly once: a scoring round takes the steps whose bin ended after
 the previous round's watermark and at least `grace` before now (late readings get that long),
 and moves the watermark (kept in the store's `meta`) in the same transaction as the sums.
@@ -25,6 +28,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from greennanny.mlops.events import FaultMask
 from greennanny.store.duckdb import DuckDBStore
 
 DAY_NS = 86_400 * 10**9
@@ -91,6 +95,7 @@ class Scorer:
             t_lo = int(f["ts"].min()) - DAY_NS
             t_hi = int((f["ts"] + f["step_ns"]).max())
             sid, ts, val = self.store.query_long(ids, t_lo, t_hi)
+            val = FaultMask.load(self.store).apply(sid, ts, val)  # a faulty sensor judges no model
             for step, g in f.groupby("step_ns", sort=True):
                 bins = _binned(sid, ts, val, int(step))
                 key = pd.MultiIndex.from_arrays([g["series_id"].to_numpy(np.int64), g["ts"].to_numpy(np.int64)])

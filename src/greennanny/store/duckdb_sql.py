@@ -60,6 +60,9 @@ CREATE TABLE IF NOT EXISTS model_gate_decisions (
   run_id BIGINT, at_ns BIGINT, series_id INTEGER, candidate_version INTEGER, production_version INTEGER,
   candidate_mase DOUBLE, production_mase DOUBLE, coverage80 DOUBLE, cells INTEGER, promoted BOOLEAN,
   reason VARCHAR);
+CREATE TABLE IF NOT EXISTS mlops_events (
+  event_id BIGINT, at_ns BIGINT, series_id INTEGER, category VARCHAR, kind VARCHAR, start_ns BIGINT,
+  status VARCHAR, calibration DOUBLE, resolved_ns BIGINT, resolved_by VARCHAR, note VARCHAR, evidence VARCHAR);
 CREATE TABLE IF NOT EXISTS forecast_scores (
   series_id INTEGER, day_ns BIGINT, bucket VARCHAR, model VARCHAR, n BIGINT, abs_err DOUBLE, sq_err DOUBLE,
   naive_abs_err DOUBLE, naive_n BIGINT, in80 BIGINT, in95 BIGINT);
