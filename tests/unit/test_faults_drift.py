@@ -4,6 +4,7 @@ window without any reading as a warning (never an event, never a crash)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -136,4 +137,22 @@ def test_a_series_with_no_reading_in_its_window_is_a_warning_not_an_event(tmp_pa
     found, _ = quality_findings(t[-1] + 3 * 3600 * 10**9, series[1:], reports, 3600 * 10**9, 3600 * 10**9,
                                 FaultRules())
     assert [(f.series_id, f.kind) for f in found] == [(2, "silent")]  # one series of two silent: the sensor
+    store.close()
+
+
+def test_a_changed_config_is_one_audit_row_naming_the_keys_and_no_secret(tmp_path: Path) -> None:
+    from greennanny.config import Config
+    from greennanny.mlops.registry import Registry, record_config
+
+    store = DuckDBStore(tmp_path / "s.duckdb")
+    cfg = Config().model_dump(mode="json")
+    assert record_config(store, cfg, T0) == {}  # the first start: recorded, nothing to compare with
+    assert record_config(store, cfg, T0 + 1) == {}  # unchanged: no row
+    cfg["forecast"]["promotion_margin"] = 0.05
+    cfg["mqtt"]["password_file"] = "mqtt.secret"
+    got = record_config(store, {**cfg, "api": {**cfg["api"], "token": "hunter2"}}, T0 + 2, actor="ops")
+    assert got["forecast.promotion_margin"] == [0.02, 0.05] and got["api.token"][1] == "(set)"
+    rows = Registry(store).audit(action="config")
+    assert [r["subject"] for r in rows] == ["first start", f"{len(got)} settings changed"]
+    assert "hunter2" not in json.dumps(rows) and rows[-1]["actor"] == "ops"
     store.close()

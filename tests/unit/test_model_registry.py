@@ -174,7 +174,7 @@ def test_service_registers_its_choices_and_a_restarted_node_refreshes_them(tmp_p
     third = ForecastService(store, cfg, SystemClock(), resume=True).run_once(END + 2 * H + 1)
     assert third.refreshed == 0 and third.registered == 3
     assert {r["version"] for r in reg.production()} == {2}
-    assert [a["action"] for a in reg.audit()] == ["register", "fallback", "register"]
+    assert [a["action"] for a in reg.audit()] == ["register", "fallback", "register"] + ["fallback_closed"] * 3
     # a rollback to v1 is refused (its artifact is the corrupted one); v2's file is fine
     with pytest.raises(ArtifactRefused):
         reg.rollback(None, 1, actor="ops", reason="x", now_ns=END + 3 * H)

@@ -107,3 +107,29 @@ def test_service_keeps_production_when_the_refit_is_no_better_and_records_every_
     assert hist[-1]["alias"] == "production" and hist[-1]["reason"].startswith("gate: candidate MASE")
     assert not reg.store.reader().execute("SELECT * FROM model_aliases WHERE alias = ?", [CANDIDATE]).fetchall()
     store.close()
+
+
+def test_a_model_that_fails_at_refresh_falls_back_labelled_raises_an_event_and_refits(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from greennanny.mlops.events import Events
+
+    store = _daily_store(tmp_path / "s.duckdb")
+    cfg = ForecastConfig(step_min=60, horizon_h=HORIZON, refit_h=24)
+    svc = ForecastService(store, cfg, SystemClock())
+    svc.run_once(END + 1)
+    sid = store.series()[0].id
+    svc._choices[sid] = replace(svc._choices[sid], model="no_such_model")  # say, an artifact of a newer version
+    run = svc.run_once(END + H + 1)
+    assert (run.refreshed, run.fallbacks) == (3, 1)
+    meta, pts = store.latest_forecast(sid)
+    assert meta["model"] == "seasonal_naive" and "no_such_model raised at refresh (ConfigError" in meta["fallback_reason"]
+    assert np.isfinite(pts["mean"]).all() and np.isfinite(pts["hi80"]).all()
+    [ev] = Events(store).list(category="fallback")
+    assert (ev["series_id"], ev["kind"], ev["status"]) == (sid, "refresh", "open")
+    again = svc.run_once(END + 2 * H + 1)  # the failed series is refit the full way, the others refreshed
+    assert (again.retrained, again.refreshed, again.fallbacks) == (1, 2, 0)
+    meta, _ = store.latest_forecast(sid)
+    assert meta["fallback_reason"] is None and meta["model"] in cfg.models
+    assert Events(store).get(ev["event_id"])["status"] == "closed"
+    store.close()

@@ -23,6 +23,7 @@ from greennanny.forecast.base import ForecastResult, Tunable
 from greennanny.forecast.models import make_model
 from greennanny.forecast.panel import Panel
 from greennanny.forecast.quality import triage
+from greennanny.forecast.runner import fallback_panel
 
 
 @dataclass(slots=True)
@@ -67,20 +68,31 @@ def refresh(panel: Panel, choices: Mapping[int, Choice], *, horizon: int, season
     n = panel.n_series
     mean = np.full((n, horizon), np.nan)
     picks = [choices[int(s)] for s in panel.series_ids.tolist()]
+    failed: dict[int, str] = {}
     for name in sorted({c.model for c in picks}):
         rows = np.array([i for i, c in enumerate(picks) if c.model == name], dtype=np.intp)
-        model = make_model(name, season)
         part = panel.take(rows)
         kept = [picks[i].params for i in rows.tolist()]
-        if isinstance(model, Tunable) and all(p is not None for p in kept):
-            model.use_params([p for p in kept if p is not None])
-            model.update(part)
-        else:  # parameters not kept (a model without any, or a choice from before they were)
-            model.fit(part)
-        mean[rows] = model.predict(horizon)
-    bad = ~np.isfinite(mean).all(axis=1)
-    if bad.any():  # cannot happen for the registry's models on triaged rows; never store it silently
-        raise RuntimeError(f"refresh gave non-finite forecasts for series {panel.series_ids[bad].tolist()}")
+        try:
+            model = make_model(name, season)
+            with np.errstate(all="ignore"):
+                if isinstance(model, Tunable) and all(p is not None for p in kept):
+                    model.use_params([p for p in kept if p is not None])
+                    model.update(part)
+                else:  # parameters not kept (a model without any, or a choice from before they were)
+                    model.fit(part)
+                mean[rows] = model.predict(horizon)
+        except Exception as exc:  # noqa: BLE001 - one model's failure falls back for its series only
+            failed.update({int(r): f"{name} raised at refresh ({type(exc).__name__}: {exc})" for r in rows})
+    for r in np.flatnonzero(~np.isfinite(mean).all(axis=1)).tolist():
+        failed.setdefault(int(r), f"{picks[r].model} gave a non-finite forecast at refresh")
+    if failed:  # never stored silently: those series go down the chain, labelled
+        ok = np.array([i for i in range(n) if i not in failed], dtype=np.intp)
+        bad = np.array(sorted(failed), dtype=np.intp)
+        chain = fallback_panel(panel.take(bad), {j: failed[int(r)] for j, r in enumerate(bad.tolist())},
+                               horizon=horizon, season=season, now_ns=now_ns)
+        rest = refresh(panel.take(ok), choices, horizon=horizon, season=season, now_ns=now_ns) if ok.size else None
+        return merge([x for x in (rest, chain) if x is not None])
     h80 = np.stack([c.half80 for c in picks])
     h95 = np.stack([c.half95 for c in picks])
     step = panel.step_ns

@@ -144,6 +144,23 @@ def forecast_panel(
     )
 
 
+def fallback_panel(panel: Panel, reasons: Mapping[int, str], *, horizon: int, season: int,
+                   now_ns: int) -> ForecastResult:
+    """The fallback chain for rows whose own model failed outside a full run (a refresh): seasonal
+    naive where a season of history is there, else (or if that fails too) the last value. Every
+    row's `model` names the link that produced it and `fallback_reason` says why (`reasons[row]`)."""
+    out = _Rows(panel.n_series, horizon)
+    count = np.isfinite(panel.values).sum(axis=1)
+    fb = {int(r): (SeasonalNaive.name if count[r] >= season else LastValue.name, why) for r, why in reasons.items()}
+    _fall_back(out, panel, fb, horizon, season)
+    return ForecastResult(
+        series_ids=panel.series_ids.copy(), start_ns=panel.end_ns, step_ns=panel.step_ns, mean=out.mean,
+        lo80=out.mean - out.widths[0], hi80=out.mean + out.widths[0], lo95=out.mean - out.widths[1],
+        hi95=out.mean + out.widths[1], model=out.model, backtest_mae=out.mae, backtest_mase=out.mase,
+        runner_up=out.runner_up, runner_up_mase=out.runner_up_mase, fallback_reason=out.reason, made_at_ns=now_ns,
+        quality_notes=[None] * panel.n_series, params=out.params)
+
+
 class _Rows:
     """The result columns being filled, one row per kept series."""
 

@@ -106,6 +106,7 @@ class ForecastService:
         self.last_reports: dict[int, QualityReport] = {}  # the last run's data-quality report per series
         self.last_series: list[Any] = []  # the series the last run considered
         self._mask = FaultMask({})
+        self._failed: dict[int, str] = {}  # series whose model failed at this run's refresh, and why
 
     def reload(self, now_ns: int | None = None) -> int:
         """Take every series' production version from the registry (at a node's first run, and
@@ -119,6 +120,11 @@ class ForecastService:
         self._asked |= set(loaded.choices) | set(loaded.notes)
         self._choices.update(loaded.choices)
         self._chain = {s: why for s, why in loaded.notes.items() if s in loaded.choices}
+        if loaded.notes:  # a refused artifact is a health event until the series is refit
+            from greennanny.mlops.events import Events, Finding
+
+            Events(self.store).raise_(now, [Finding(s, "fallback", "artifact", now, {"reason": why})
+                                            for s, why in loaded.notes.items()], actor="forecast", audit=False)
         for sid in set(loaded.notes) - set(loaded.choices):  # nothing loads: the next run refits it
             self._choices.pop(sid, None)
         if loaded.last_run_ns is not None and self._refit_ns is None:
@@ -195,6 +201,7 @@ class ForecastService:
         series = self._candidates(now, series_ids)
         summary = ForecastRunSummary(series_considered=len(series))
         self._mask = FaultMask.load(self.store)
+        self._failed = {}
         hidden = self._mask.hidden()
         ready = [s for s in self._retrain if s not in hidden]
         due = {s: self._retrain[s] for s in ready[: self.cfg.retrain_max_series]}
@@ -226,7 +233,10 @@ class ForecastService:
             if rows.size:
                 again = refresh(panel.take(rows), self._choices, horizon=horizon, season=season, now_ns=now)
                 for i, sid in enumerate(again.series_ids.tolist()):  # a version from the fallback chain says so
-                    again.fallback_reason[i] = self._chain.get(int(sid))
+                    if again.fallback_reason[i] is not None:  # the model failed now: the chain served it
+                        self._failed[int(sid)] = again.fallback_reason[i] or ""
+                    else:
+                        again.fallback_reason[i] = self._chain.get(int(sid))
                 parts.append(again)
                 summary.refreshed += int(rows.size)
             if rest.size:
@@ -253,7 +263,10 @@ class ForecastService:
                     again = refresh(fresh.take(np.flatnonzero(np.isin(fresh.series_ids, list(held)))), self._choices,
                                     horizon=horizon, season=season, now_ns=now)
                     for i, sid in enumerate(again.series_ids.tolist()):
-                        again.fallback_reason[i] = self._chain.get(int(sid))
+                        if again.fallback_reason[i] is not None:
+                            self._failed[int(sid)] = again.fallback_reason[i] or ""
+                        else:
+                            again.fallback_reason[i] = self._chain.get(int(sid))
                     parts += [take(full, np.flatnonzero(~is_held)), again]
                 else:
                     parts.append(full)
@@ -276,6 +289,7 @@ class ForecastService:
         for s in due:  # done, or without data to fit (asking again is up to whoever asked)
             self._retrain.pop(s, None)
         summary.retrained = len(asked)
+        self._fallback_events(now, [s.id for s in series])
         summary.retrain_waiting = len(self._retrain)
         summary.promoted = sum(d.promoted for d in decisions.values())
         summary.kept = len(decisions) - summary.promoted
@@ -288,6 +302,21 @@ class ForecastService:
         log.info("forecast run %d: %d series, models %s, %d fallbacks, %.1f s", run_id, summary.forecasts,
                  summary.models, summary.fallbacks, summary.seconds)
         return summary
+
+    def _fallback_events(self, now: int, ids: Sequence[int]) -> None:
+        """A model that failed at refresh is a health event (open while it keeps failing), and its
+        series is asked to refit at the next run; the event closes once the series refreshes again."""
+        from greennanny.mlops.events import Events, Finding
+
+        ev = Events(self.store)
+        if self._failed:
+            ev.raise_(now, [Finding(s, "fallback", "refresh", now, {"reason": why, "action": "refit asked"})
+                            for s, why in self._failed.items()], actor="forecast")
+            for s, why in self._failed.items():
+                self._retrain.setdefault(s, ("fallback", f"fallback: {why}"))
+        ev.close(now, [(int(s), "fallback", "refresh") for s in ids if int(s) not in self._failed]
+                 + [(int(s), "fallback", "artifact") for s in ids if int(s) not in self._chain and int(s) in self._choices],
+                 "the series is forecast by its model again", actor="forecast")
 
     def _gate(self, panel: Panel, got: dict[int, Choice], horizon: int, season: int) -> dict[int, Decision]:
         """The promotion gate for the series of `got` that have a production choice (mlops/gate.py).

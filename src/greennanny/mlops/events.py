@@ -51,10 +51,11 @@ class Events:
     def __init__(self, store: DuckDBStore) -> None:
         self.store = store
 
-    def raise_(self, now_ns: int, findings: Sequence[Finding], actor: str = "monitor") -> list[int]:
+    def raise_(self, now_ns: int, findings: Sequence[Finding], actor: str = "monitor", *, audit: bool = True) -> list[int]:
         """Record each finding as an event unless the same one is known: an open event of that
         series, category and kind, or any event of it starting at the same instant (a step
-        already judged is not raised again). Returns the new event ids."""
+        already judged is not raised again). Returns the new event ids. `audit=False` where the
+        caller has written the audit row of the same fact (a refused artifact)."""
         if not findings:
             return []
         cur = self.store.reader()
@@ -75,8 +76,9 @@ class Events:
                 con.execute("INSERT INTO mlops_events VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, NULL, ?)",
                             [eid, now_ns, f.series_id, f.category, f.kind, f.start_ns, f.status,
                              now_ns if f.status != OPEN else None, actor if f.status != OPEN else None, body])
-                _audit(con, now_ns, actor, f.category, f"series {f.series_id}",
-                       {"event": eid, "kind": f.kind, "start_ns": f.start_ns, **f.evidence})
+                if audit:
+                    _audit(con, now_ns, actor, f.category, f"series {f.series_id}",
+                           {"event": eid, "kind": f.kind, "start_ns": f.start_ns, **f.evidence})
             return ids
 
         return self.store.transaction(tx)
@@ -85,9 +87,10 @@ class Events:
         """Close the open events of these (series, category, kind) that ended by themselves."""
         if not series_kinds:
             return 0
-        ids = [int(r[0]) for s, c, k in series_kinds for r in self.store.reader().execute(
-            "SELECT event_id FROM mlops_events WHERE series_id = ? AND category = ? AND kind = ? AND status = ?",
-            [s, c, k, OPEN]).fetchall()]
+        want = {(int(s), c, k) for s, c, k in series_kinds}
+        ids = [int(e) for e, s, c, k in self.store.reader().execute(
+            "SELECT event_id, series_id, category, kind FROM mlops_events WHERE status = ?", [OPEN]).fetchall()
+            if (int(s), c, k) in want]
         if ids:
             self._resolve(now_ns, ids, CLOSED, None, actor, note)
         return len(ids)
@@ -118,14 +121,14 @@ class Events:
             marks = ",".join("?" * len(ids))
             con.execute(f"UPDATE mlops_events SET status = ?, calibration = ?, resolved_ns = ?, resolved_by = ?, note = ? "
                         f"WHERE event_id IN ({marks})", [status, calibration, now_ns, actor, note, *ids])
-            rows = con.execute(f"SELECT event_id, series_id, kind FROM mlops_events WHERE event_id IN ({marks})",
+            rows = con.execute(f"SELECT event_id, series_id, category, kind FROM mlops_events WHERE event_id IN ({marks})",
                                list(ids)).fetchall()
-            for eid, sid, kind in rows:
+            for eid, sid, category, kind in rows:
                 detail: dict[str, Any] = {"event": int(eid), "kind": kind, "reason": note}
                 if calibration is not None:
                     detail["offset"] = calibration
                 _audit(con, now_ns, actor, {ACCEPTED: "fault_accepted", CALIBRATED: "fault_calibrated"}.get(
-                    status, "fault_closed"), f"series {int(sid)}", detail)
+                    status, f"{category}_closed"), f"series {int(sid)}", detail)
 
         self.store.transaction(tx)
 

@@ -111,10 +111,15 @@ def decide(panel: Panel, production: Mapping[int, Choice], candidates: Mapping[i
         inside = (np.abs(cand - actual) <= half) & both
         cov = inside.sum(axis=(0, 2)) / cells
     out: dict[int, Decision] = {}
+    prod_runs = np.isfinite(prod).any(axis=(0, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        alone = np.isfinite(actual) & np.isfinite(cand)
+        mase_alone = np.nansum(np.where(alone, np.abs(cand - actual) / scale, np.nan), axis=(0, 2)) / alone.sum(axis=(0, 2))
     for i, s in enumerate(sids):
         c, p, v, k = float(mase_c[i]), float(mase_p[i]), float(cov[i]), int(cells[i])
-        if not np.isfinite(p) and np.isfinite(c):
-            out[s] = Decision(s, True, c, p, v, k, "production gave no finite forecast on the gate's origins: promoted")
+        if not prod_runs[i] and np.isfinite(mase_alone[i]):
+            out[s] = Decision(s, True, float(mase_alone[i]), p, np.nan, int(alone[:, i].sum()),
+                              "production gave no finite forecast on the gate's origins: promoted")
             continue
         if not np.isfinite(c):
             out[s] = Decision(s, False, c, p, v, k, "candidate gave no finite forecast on the gate's origins: kept")

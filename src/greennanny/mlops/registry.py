@@ -399,6 +399,34 @@ def _audit(con: duckdb.DuckDBPyConnection, now_ns: int, actor: str, action: str,
                 [now_ns, actor, action, subject, json.dumps(detail, sort_keys=True, default=str)])
 
 
+def record_config(store: DuckDBStore, config: Mapping[str, Any], now_ns: int, actor: str = "node") -> dict[str, Any]:
+    """An audit row when the node starts with a configuration that differs from the last one it
+    recorded: which dotted keys changed, from what to what (values of keys that name a password,
+    token or secret are never written; the config holds file names for those anyway). Returns the
+    changes (empty when nothing changed)."""
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, v: Any) -> None:
+        if isinstance(v, Mapping):
+            for k, x in v.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), x)
+        else:
+            secret = any(w in prefix.lower() for w in ("password", "token", "secret"))
+            flat[prefix] = "(set)" if secret and v else v
+
+    walk("", config)
+    flat = json.loads(json.dumps(flat, default=str))
+    last = store.reader().execute("SELECT detail FROM audit_log WHERE action = 'config' ORDER BY seq DESC LIMIT 1").fetchall()
+    before = json.loads(last[0][0]).get("values", {}) if last else {}
+    changed = {k: [before.get(k), flat.get(k)] for k in sorted(set(before) | set(flat)) if before.get(k) != flat.get(k)}
+    if changed:
+        first = not last
+        store.transaction(lambda con: _audit(con, now_ns, actor, "config", "first start" if first else
+                                             f"{len(changed)} settings changed",
+                                             {"changed": {} if first else changed, "values": flat}))
+    return {} if not last else changed
+
+
 def _finite(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
 

@@ -110,6 +110,11 @@ class Node:
             raise ConfigError(f"store.backend = {cfg.store.backend!r}: the node runs on duckdb only so far "
                               "(InfluxDBStore serves the store contract; see docs/store.md)")
         self.store = DuckDBStore(cfg.store_path, retention=retention_from(cfg.store.retention))
+        from greennanny.mlops.registry import record_config
+
+        changed = record_config(self.store, cfg.model_dump(mode="json"), self.clock.now_ns())
+        if changed:  # the audit log keeps config changes beside the model changes they explain
+            log.info("configuration changed since the last start: %s", ", ".join(changed))
         apply_config_devices(self.store, cfg)
         self.pipeline = build_pipeline(cfg, self.store, self.clock)
         self.inbox: queue.SimpleQueue[list[Uplink]] = queue.SimpleQueue()  # runs of messages in receive order
