@@ -8,7 +8,11 @@ stores them), then times what the node does with its models:
 - load every production version at a restart (each artifact checked by sha256);
 - roll every series back to its previous version in one command;
 - score the day of forecasts against the actuals (`mlops.scoring.Scorer.score`);
-- health-check every model (`mlops.health.health`: live MASE, coverage, status per series).
+- health-check every model (`mlops.health.health`: live MASE, coverage, status per series);
+- one monitoring round as the node runs it after each forecast run (`mlops.monitor.Monitor`:
+  the step check on every series' last 9.5 h of readings against 20 peers each, stuck and silent
+  from the quality reports, Page-Hinkley and decay on the live scores), with a +3 degC offset
+  injected into 10 series that it must find.
 The models are the node's blend on a 24 h horizon at 15 min (96 interval widths each).
 
 Printed: seconds per step (the median over the runs for registration), the artifact bytes per
@@ -35,8 +39,11 @@ import numpy as np
 import pandas as pd
 
 from greennanny.forecast.panel import Panel
+from greennanny.forecast.quality import QualityReport
 from greennanny.forecast.refresh import Choice
+from greennanny.mlops.events import Events
 from greennanny.mlops.health import health
+from greennanny.mlops.monitor import Monitor
 from greennanny.mlops.registry import Registry, lineage_of
 from greennanny.mlops.scoring import Scorer
 from greennanny.model import Batch, SeriesKey
@@ -73,6 +80,8 @@ def main() -> None:
             hours = (ts % DAY) / 3.6e12
             val = np.round(20 + level[idx, (ts - day0) // DAY] + 3 * np.sin(hours / 24 * 2 * np.pi + phase[idx])
                            + rng.normal(0, 0.3, len(ts)), 2)
+            faulty = (idx % 1000 == 7) & (ts >= END - 6 * 3600 * 10**9 + 2)  # 10 series: a knocked probe
+            val = np.where(faulty, val + 3.0, val)
             store.write(Batch(keys, idx, ts, val, np.zeros(len(ts), np.uint8), {}))
         sids = sorted(s.id for s in store.series())
         store.checkpoint()
@@ -118,6 +127,12 @@ def main() -> None:
         checked = health(store, END, days=7)
         health_s = time.perf_counter() - t0
         assert len(checked["series"]) == n
+        every = store.series()
+        reports = {x.id: QualityReport(x.id, points=2 * 288, observed_steps=2 * 96) for x in every}
+        t0 = time.perf_counter()
+        round_ = Monitor(store).check(END, every, reports, step_ns=STEP, window_ns=2 * DAY)
+        monitor_s = time.perf_counter() - t0
+        steps = [e for e in Events(store).list(category="sensor_fault", limit=100_000) if e["kind"] == "step"]
         store.checkpoint()
 
         day_bytes = store.path.stat().st_size - file_before
@@ -133,6 +148,8 @@ def main() -> None:
     print(f"score a day of forecasts (24 hourly runs x 24 h): {score_s:.2f} s for {scored.forecast_steps:,} steps "
           f"({scored.without_actual:,} without a reading yet; target < 30 s)")
     print(f"health-check every model (7 days): {health_s:.2f} s; {checked['counts']}")
+    print(f"one monitoring round (steps, stuck, silent, drift, decay): {monitor_s:.2f} s; {len(round_.opened)} events, "
+          f"{len(steps)} steps found of the {len(range(7, n, 1000))} injected")
     reg_day = day_bytes / args.runs + statistics.median(artifact_bytes)
     print(f"disk a day: a day of forecasts {forecast_day_bytes / 1e6:.1f} MB of store file; scores, registry rows "
           f"and audit of {args.runs} runs {day_bytes / 1e6:.1f} MB; one run's artifact "
@@ -143,6 +160,7 @@ def main() -> None:
                           "register_s": [round(s, 3) for s in register_s], "load_production_s": round(load_s, 3),
                           "rollback_all_s": round(rollback_s, 3), "score_day_s": round(score_s, 3),
                           "scored_steps": scored.forecast_steps, "health_s": round(health_s, 3),
+                          "monitor_s": round(monitor_s, 3), "steps_found": len(steps),
                           "artifact_bytes_per_run": int(statistics.median(artifact_bytes)),
                           "forecast_day_bytes": int(forecast_day_bytes),
                           "registry_and_scores_bytes": int(day_bytes), "disk_bytes_per_day": int(forecast_day_bytes + reg_day)}))
