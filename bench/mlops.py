@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from greennanny.config import RetentionConfig
 from greennanny.forecast.panel import Panel
 from greennanny.forecast.quality import QualityReport
 from greennanny.forecast.refresh import Choice
@@ -49,6 +50,7 @@ from greennanny.mlops.scoring import Scorer
 from greennanny.model import Batch, SeriesKey
 from greennanny.store.duckdb import DuckDBStore
 
+RAW_B_PER_POINT = 1.51  # the raw tier on the same kind of data (bench/store.py, docs/benchmarks.md)
 STEP = 900 * 10**9
 H = 96  # 24 h at 15 min
 END = 1_767_225_600 * 10**9  # the end of the scored day: 2026-01-01T00:00Z
@@ -151,6 +153,15 @@ def main() -> None:
     print(f"one monitoring round (steps, stuck, silent, drift, decay): {monitor_s:.2f} s; {len(round_.opened)} events, "
           f"{len(steps)} steps found of the {len(range(7, n, 1000))} injected")
     reg_day = day_bytes / args.runs + statistics.median(artifact_bytes)
+    ret = RetentionConfig()
+    per_step = forecast_day_bytes / (n * 24 * 24)
+    hot_days = ret.forecasts_thin_after_h / 24
+    kept_steps = n * 24 * (hot_days * 24 + (ret.forecasts_days - hot_days) * 1)  # thinned: one run a day (+ the latest)
+    raw_bytes = ret.raw_days * n * 288 * RAW_B_PER_POINT
+    print(f"forecast storage: {per_step:.1f} B a step; under the default retention ({ret.forecasts_thin_after_h} h of "
+          f"every run, then one a day to {ret.forecasts_days} days) {kept_steps * per_step / 1e6:.1f} MB, against "
+          f"{raw_bytes / 1e6:.1f} MB of raw tier ({ret.raw_days} days of 5-min readings at {RAW_B_PER_POINT} B/pt, "
+          f"bench/store.py): ratio {kept_steps * per_step / raw_bytes:.2f}")
     print(f"disk a day: a day of forecasts {forecast_day_bytes / 1e6:.1f} MB of store file; scores, registry rows "
           f"and audit of {args.runs} runs {day_bytes / 1e6:.1f} MB; one run's artifact "
           f"{statistics.median(artifact_bytes) / 1e6:.2f} MB (one refit a day: "
@@ -163,7 +174,8 @@ def main() -> None:
                           "monitor_s": round(monitor_s, 3), "steps_found": len(steps),
                           "artifact_bytes_per_run": int(statistics.median(artifact_bytes)),
                           "forecast_day_bytes": int(forecast_day_bytes),
-                          "registry_and_scores_bytes": int(day_bytes), "disk_bytes_per_day": int(forecast_day_bytes + reg_day)}))
+                          "registry_and_scores_bytes": int(day_bytes), "forecast_bytes_per_step": round(per_step, 2),
+                          "forecast_steady_state_bytes": int(kept_steps * per_step), "raw_tier_bytes": int(raw_bytes), "disk_bytes_per_day": int(forecast_day_bytes + reg_day)}))
 
 
 def write_day_of_forecasts(store: DuckDBStore, sids: list[int], start: int, rng: np.random.Generator,
