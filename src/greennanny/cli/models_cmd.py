@@ -22,6 +22,17 @@ app = typer.Typer(help="Model versions per series: production, lineage, history,
 JsonOpt = typer.Option(False, "--json", help="Print JSON (the API's body).")
 
 
+def _ask(config: Path, via: str, path: str, body: Any = None, *, as_json: bool = False, **params: Any) -> Any:
+    """One call through the node (or the file): POST with a body, else GET; printed as JSON when
+    asked (then None is returned and the command has nothing more to print)."""
+    with open_backend(resolve_config(config), prefer=via) as b:
+        res = b.post(path, body) if body is not None else b.get(path, **params)
+    if as_json:
+        print_json(res)
+        return None
+    return res
+
+
 def _num(x: Any) -> str:
     return "-" if x is None else f"{x:.3f}"
 
@@ -213,10 +224,8 @@ def mlflow(series_id: int = typer.Argument(..., help="Series id."),
     """Export a model version (lineage as tags, figures as metrics, its artifact) to MLflow's registry.
     Credentials as MLflow takes them: MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME/PASSWORD."""
     body = {"tracking_uri": tracking_uri, "experiment": experiment, "version": version, "actor": getpass.getuser()}
-    with open_backend(resolve_config(config), prefer=via) as b:
-        res = b.post(f"/models/{series_id}/mlflow", body)
-    if as_json:
-        print_json(res)
+    res = _ask(config, via, f"/models/{series_id}/mlflow", body, as_json=as_json)
+    if res is None:
         return
     console.print(f"series {series_id} v{res['version']} -> {res['registered_model']} version {res['mlflow_version']} "
                   f"(run {res['run_id']}) at {res['tracking_uri']}", highlight=False)
@@ -230,10 +239,9 @@ def events(status: str = typer.Option(None, "--status", help="open, accepted, ca
            limit: int = typer.Option(50, "--limit", "-n", help="How many, newest first."),
            as_json: bool = JsonOpt, config: Path = ConfigOpt, via: str = ViaOpt) -> None:
     """Health events: sensor faults (step, stuck, silent), drift, accuracy decay, with their evidence."""
-    with open_backend(resolve_config(config), prefer=via) as b:
-        body = b.get("/models/events", status=status, series=series, category=category, limit=limit)
-    if as_json:
-        print_json(body)
+    body = _ask(config, via, "/models/events", as_json=as_json, status=status, series=series, category=category,
+                limit=limit)
+    if body is None:
         return
     if not body["events"]:
         console.print("no event")
@@ -255,10 +263,9 @@ def accept(event_id: int = typer.Argument(..., help="Event id (greennanny models
            reason: str = typer.Option(..., "--reason", "-r", help="Why the change is real."),
            as_json: bool = JsonOpt, config: Path = ConfigOpt, via: str = ViaOpt) -> None:
     """Accept a sensor fault's change as real (a moved probe, a new setpoint): its readings count again."""
-    with open_backend(resolve_config(config), prefer=via) as b:
-        res = b.post(f"/models/events/{event_id}/accept", {"reason": reason, "actor": getpass.getuser()})
-    if as_json:
-        print_json(res)
+    res = _ask(config, via, f"/models/events/{event_id}/accept", {"reason": reason, "actor": getpass.getuser()},
+               as_json=as_json)
+    if res is None:
         return
     console.print(f"event {event_id} accepted: series {res['series_id']}'s readings count again", highlight=False)
 
@@ -270,11 +277,9 @@ def calibrate(event_id: int = typer.Argument(..., help="Event id (greennanny mod
               reason: str = typer.Option(..., "--reason", "-r", help="How the offset was found."),
               as_json: bool = JsonOpt, config: Path = ConfigOpt, via: str = ViaOpt) -> None:
     """Set a calibration offset for a sensor fault: its readings count again, with the offset added."""
-    with open_backend(resolve_config(config), prefer=via) as b:
-        res = b.post(f"/models/events/{event_id}/calibrate",
-                     {"offset": offset, "reason": reason, "actor": getpass.getuser()})
-    if as_json:
-        print_json(res)
+    res = _ask(config, via, f"/models/events/{event_id}/calibrate",
+               {"offset": offset, "reason": reason, "actor": getpass.getuser()}, as_json=as_json)
+    if res is None:
         return
     console.print(f"event {event_id} calibrated: series {res['series_id']} {offset:+g} from {res['start']}",
                   highlight=False)
@@ -292,10 +297,8 @@ def retrain(series: list[int] = typer.Argument(None, help="Series ids."),
     """Refit the selected series now (choice by backtest, then the promotion gate), within the budget."""
     body = {"series": series or [], "site": site, "zone": zone, "quantity": quantity, "degraded": degraded,
             "reason": reason, "actor": getpass.getuser()}
-    with open_backend(resolve_config(config), prefer=via) as b:
-        res = b.post("/models/retrain", body)
-    if as_json:
-        print_json(res)
+    res = _ask(config, via, "/models/retrain", body, as_json=as_json)
+    if res is None:
         return
     console.print(f"{res['selected']} selected: {res['retrained']} retrained, {res['promoted']} promoted by the gate, "
                   f"{res['kept']} kept production, {res['retrain_waiting']} waiting for the next run", highlight=False)
