@@ -46,6 +46,10 @@ def test_an_operator_calibrates_and_accepts_faults_and_retrains_by_hand(tmp_path
     assert (v["version"], v["trained_by"], v["reason"]) == (2, getpass.getuser(), "manual: new crop planted")
     r = cli(cfg, "models", "retrain", "--reason", "x")
     assert r.returncode != 0 and "nothing selected" in " ".join(r.stderr.split())
+    r = cli(cfg, "models", "retrain", "1", "--reason", "x", "--at", "2001-01-01T00:00:00Z")  # before any data
+    assert r.returncode != 0 and "nothing to train on" in " ".join(r.stderr.split()), r.stderr
+    r = cli(cfg, "models", "events", "--status", "all")
+    assert r.returncode != 0 and "status" in r.stderr
     audit = [a["action"] for a in ok_json(cfg, "models", "audit")["audit"]]
     assert audit[-5:] == ["sensor_fault", "sensor_fault", "fault_calibrated", "fault_accepted", "register"] or \
         audit[-6:] == ["sensor_fault", "sensor_fault", "fault_calibrated", "fault_accepted", "register", "gate"]

@@ -152,6 +152,9 @@ def create_app(cfg: Config, store: DuckDBStore, node: Any = None) -> FastAPI:
         s = one(series_id)
         got = store.latest_forecast(series_id)
         if got is None:
+            if s.key.quantity not in cfg.forecast.quantities:
+                raise HTTPException(404, f"series {series_id} has no forecast: its quantity {s.key.quantity} is not "
+                                         "in [forecast] quantities")
             raise HTTPException(404, f"series {series_id} has no forecast yet")
         meta, pts = got
         out = {"series": series_json(s), "model": meta["model"], "made_at": iso(meta["made_ns"]),

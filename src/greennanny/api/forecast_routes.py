@@ -28,6 +28,7 @@ class RetrainRequest(BaseModel):
     degraded: bool = Field(False, description="Select the series whose model health is degraded (7 days).")
     reason: str = Field(..., min_length=1, description="Why: kept with each new version and in the audit log.")
     actor: str = Field("api", min_length=1, description="Who asks (the CLI sends the user's login name).")
+    at: str | None = Field(None, description="Train as of this instant (ISO 8601 or epoch; default now): for imported history.")
 
 
 def forecast_router(cfg: Config, store: DuckDBStore, node: Any = None) -> APIRouter:
@@ -94,7 +95,13 @@ def forecast_router(cfg: Config, store: DuckDBStore, node: Any = None) -> APIRou
             raise HTTPException(400, "nothing selected: give series ids, --site/--zone/--quantity or --degraded")
         svc = service()
         svc.request_retrain(sorted(chosen), actor=req.actor, reason=f"manual: {req.reason}")
-        summary = svc.run_once(series_ids=sorted(chosen), trained_by=req.actor).as_dict()
+        summary = svc.run_once(when(req.at), series_ids=sorted(chosen), trained_by=req.actor).as_dict()
+        if not summary["series_considered"]:
+            svc.cancel_retrain(sorted(chosen))
+            raise HTTPException(409, f"none of the {len(chosen)} selected series has readings in the "
+                                     f"{cfg.forecast.history_days}-day window before "
+                                     f"{req.at or 'now'}: nothing to train on (for imported history give --at a time "
+                                     "inside it)")
         return {"selected": len(chosen), **summary}
 
     return r

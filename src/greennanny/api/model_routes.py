@@ -102,7 +102,8 @@ def model_router(store: DuckDBStore, node: Any = None) -> APIRouter:
         return _times(asdict(Scorer(store).score(now())))
 
     @r.get("/models/events")
-    def list_events(status: str | None = Query(None, description="open, accepted, calibrated or closed."),
+    def list_events(status: str | None = Query(None, pattern="^(open|accepted|calibrated|closed)$",
+                                               description="open, accepted, calibrated or closed."),
                     series: int | None = Query(None, description="Only this series."),
                     category: str | None = Query(None, description="sensor_fault, drift, decay, site ..."),
                     limit: int = Query(200, ge=1, le=100_000)) -> dict[str, Any]:

@@ -28,7 +28,7 @@ _ROWS = [
     ("  closed days in Parquet", "rollup_1m_days"),
     ("  closed months in Parquet (stores from before day files)", "rollup_1m_months"), ("1-h rollup rows", "rollup_1h_rows"),
     ("  bytes (month files + table)", "rollup_1h_bytes"), ("  closed months in Parquet", "rollup_1h_months"),
-    ("all bytes per raw point", "bytes_per_point"), ("forecast runs", "forecast_runs"), ("ledger rows", "ledger_rows"),
+    ("all bytes per raw point", "bytes_per_point"), ("forecasts stored (run x series)", "forecast_runs"), ("ledger rows", "ledger_rows"),
     ("dead letters", "deadletters"), ("free bytes on its disk", "free_bytes"),
 ]
 

@@ -7,6 +7,7 @@ file when no node runs), so a rollback on a running node is taken by its forecas
 from __future__ import annotations
 
 import getpass
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import typer
 from rich.table import Table
 
 from greennanny.cli.backend import open_backend
-from greennanny.cli.common import ConfigOpt, ViaOpt, console, friendly, print_json, resolve_config
+from greennanny.cli.common import ConfigOpt, ViaOpt, console, friendly, print_json, relative_time, resolve_config
 from greennanny.errors import ConfigError
 
 app = typer.Typer(help="Model versions per series: production, lineage, history, rollback, live health, audit.",
@@ -133,14 +134,18 @@ def audit(limit: int = typer.Option(50, help="Newest rows to show."),
     t = Table("#", "when", "actor", "action", "subject", "detail")
     for a in body["audit"]:
         d = a["detail"]
-        brief = ", ".join(f"{k}={v}" for k, v in d.items() if k not in ("first", "sha256", "models"))
+        if a["action"] == "config":  # every setting is in the row (--json); the table says what changed
+            brief = ", ".join(f"{k}: {o!r} -> {n!r}" for k, (o, n) in d.get("changed", {}).items()) or \
+                f"{len(d.get('values', {}))} settings recorded"
+        else:
+            brief = ", ".join(f"{k}={v}" for k, v in d.items() if k not in ("first", "sha256", "models"))
         t.add_row(str(a["seq"]), a["at"], a["actor"], a["action"], a["subject"], brief)
     console.print(t)
 
 
 @app.command("health")
 @friendly
-def health(days: int = typer.Option(7, help="Rolling window in UTC days."),
+def health(days: int = typer.Option(7, min=1, max=366, help="Rolling window in UTC days (1-366), ending today."),
            series: list[int] = typer.Option(None, "--series", "-s", help="Only this series id (repeat for more)."),
            show_all: bool = typer.Option(False, "--all", help="List every series, not only the degraded ones."),
            as_json: bool = JsonOpt, config: Path = ConfigOpt, via: str = ViaOpt) -> None:
@@ -293,10 +298,12 @@ def retrain(series: list[int] = typer.Argument(None, help="Series ids."),
             quantity: str = typer.Option(None, "--quantity", help="... of this quantity."),
             degraded: bool = typer.Option(False, "--degraded", help="Select the series whose health is degraded."),
             reason: str = typer.Option(..., "--reason", "-r", help="Why (kept with each new version)."),
+            at: str = typer.Option(None, "--at", help="Train as of this time (ISO 8601, epoch, -2d, now): for "
+                                                      "imported history."),
             as_json: bool = JsonOpt, config: Path = ConfigOpt, via: str = ViaOpt) -> None:
     """Refit the selected series now (choice by backtest, then the promotion gate), within the budget."""
     body = {"series": series or [], "site": site, "zone": zone, "quantity": quantity, "degraded": degraded,
-            "reason": reason, "actor": getpass.getuser()}
+            "reason": reason, "actor": getpass.getuser(), "at": relative_time(at, "--at", time.time_ns())}
     res = _ask(config, via, "/models/retrain", body, as_json=as_json)
     if res is None:
         return

@@ -138,6 +138,10 @@ class ForecastService:
             self._retrain[int(sid)] = (actor, reason)
         return len(self._retrain)
 
+    def cancel_retrain(self, series_ids: Sequence[int]) -> None:
+        for sid in series_ids:
+            self._retrain.pop(int(sid), None)
+
     def _grid(self, now: int) -> tuple[int, int, int, int, int]:
         """(step, season, horizon, end, length) of the panel for a run at `now`."""
         step = self.cfg.step_min * 60 * 1_000_000_000

@@ -83,7 +83,7 @@ def cards(store: DuckDBStore, now_ns: int, *, model: str | None = None, days: in
             bt = [r[3] for r in rs if r[3] is not None and r[3] == r[3]]  # NaN: no MASE (a zero scale)
             n, ae, nae, nn, i80 = live_by.get(name, {}).get((site, qty), (0, 0.0, 0.0, 0, 0))
             metrics.append({"site": site, "quantity": qty, "series": len(rs),
-                            "backtest_mase_mean": round(statistics.fmean(bt), 4) if bt else None,
+                            "backtest_mase_mean": statistics.fmean(bt) if bt else None,
                             "live_steps": int(n), "live_mase": round((ae / n) / (nae / nn), 4) if n and nn and nae else None,
                             "live_coverage80": round(i80 / n, 4) if n else None})
         windows = [(r[5] - r[4]) / DAY_NS for r in rows]
