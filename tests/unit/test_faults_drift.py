@@ -156,3 +156,18 @@ def test_a_changed_config_is_one_audit_row_naming_the_keys_and_no_secret(tmp_pat
     assert [r["subject"] for r in rows] == ["first start", f"{len(got)} settings changed"]
     assert "hunter2" not in json.dumps(rows) and rows[-1]["actor"] == "ops"
     store.close()
+
+
+def test_a_step_on_a_warming_morning_is_judged_against_the_day_before() -> None:
+    n = 2 * 288  # two days at 5 min
+    t = T0 + np.arange(n, dtype=np.int64) * FIVE
+    hours = (t - T0) / 3.6e12 % 24
+    x = 21 - 6 * np.cos(2 * np.pi * (hours - 4) / 24) + 0.05 * np.random.default_rng(5).standard_normal(n)
+    at = 288 + 10 * 12  # day 2, 10:00, when the day warms fastest (1.6 degC an hour)
+    x[at:] += 3.0
+    rules = StepRules(min_step=2.0)
+    found = find_steps(t, x, rules, scan_from_ns=int(t[288]), scan_to_ns=int(t[-1]) - rules.after_long_ns)
+    assert [c.at_ns for c in found] == [int(t[at])]
+    # without the day before, the raw 3-hour median has run far from the jump: not judged a held step
+    alone = find_steps(t[288:], x[288:], rules, scan_from_ns=int(t[288]), scan_to_ns=int(t[-1]) - rules.after_long_ns)
+    assert alone == []

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from greennanny.forecast.quality import QualityReport, iso_minute
-from greennanny.forecast.quality.steps import MIN_NS, StepRules, change_at, find_steps, jump_at, typical_change
+from greennanny.forecast.quality.steps import DAY_NS, MIN_NS, StepRules, change_at, find_steps, jump_at, typical_change
 from greennanny.mlops.events import SENSOR_FAULT, Finding
 from greennanny.store.base import SeriesInfo
 from greennanny.store.duckdb import DuckDBStore
@@ -72,7 +72,7 @@ def step_findings(store: DuckDBStore, now_ns: int, series: Sequence[SeriesInfo],
         related[s.id] = [o for o in same if o.id != s.id][: rules.max_peers] + others
     ids = sorted({s.id for s in watched} | {o.id for rel in related.values() for o in rel})
     sr = StepRules(min_step=1.0)
-    lo = now_ns - rules.scan_ns - sr.before_ns - sr.after_long_ns
+    lo = now_ns - rules.scan_ns - sr.before_ns - sr.after_long_ns - DAY_NS  # a day more: the step is judged against it
     sid, ts, val = store.query_long(ids, lo, now_ns + 1)
     order = np.lexsort((ts, sid))
     sid, ts, val = sid[order], ts[order], val[order]

@@ -6,7 +6,9 @@ screens), and the compartments' daily differences to each other move by 3-7 degC
 change strategy, so neither a window mean nor a peer difference tells an offset from climate.
 What does: a change **within one reading interval** (`min_step` or more between two consecutive
 readings), that **stays** (the median of the next hour and of the next three hours both sit
-0.7-1.5 jumps from the half hour before; a spike comes back, an offset does not), while the
+0.7-1.5 jumps from the half hour before, measured against the same time a day earlier where the
+series was read then, so a morning's warming does not hide an offset; a spike comes back, an
+offset does not), while the
 **related series do not move** at that instant (the same quantity elsewhere on the site, and
 the zone's other quantities: a real change of the air moves humidity and CO2 too). On that data
 the rule finds at most one step per series per month for air temperature (0-2 per series over
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 MIN_NS = 60 * 10**9
+DAY_NS = 24 * 60 * MIN_NS
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +66,10 @@ def find_steps(t: np.ndarray, x: np.ndarray, rules: StepRules, *, scan_from_ns: 
     jumps = np.diff(x)
     gaps = np.diff(t)
     idx = np.flatnonzero((np.abs(jumps) >= rules.min_step) & (gaps <= rules.max_interval_ns)) + 1
+    # the daily cycle taken out where yesterday was read: a +3 offset on a morning that warms 1.5
+    # degC an hour stays +3 against yesterday, while the raw 3-hour median runs away from it
+    day_ago = np.interp(t - DAY_NS, t, x)
+    detrended = np.where(t - DAY_NS >= t[0], x - day_ago, np.nan)
     out = []
     for i in idx.tolist():
         at = int(t[i])
@@ -75,7 +82,14 @@ def find_steps(t: np.ndarray, x: np.ndarray, rules: StepRules, *, scan_from_ns: 
         if min(nb, ns, nl) < 2:
             continue
         lo, hi = rules.keep
-        if lo <= (short - before) / j <= hi and lo <= (long_ - before) / j <= hi:
+        d_before, db = _median_in(t, detrended, at - rules.before_ns, at)
+        d_short, ds = _median_in(t, detrended, at, at + rules.after_short_ns)
+        d_long, dl = _median_in(t, detrended, at, at + rules.after_long_ns)
+        if min(db, ds, dl) >= 2 and np.isfinite(detrended[max(0, np.searchsorted(t, at - rules.before_ns)):]).all():
+            held = lo <= (d_short - d_before) / j <= hi and lo <= (d_long - d_before) / j <= hi
+        else:  # no yesterday to compare with: the raw levels
+            held = lo <= (short - before) / j <= hi and lo <= (long_ - before) / j <= hi
+        if held:
             out.append(StepCandidate(at, j, before, short, long_))
     return out
 
