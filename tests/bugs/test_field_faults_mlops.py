@@ -40,3 +40,27 @@ def test_BR_23_a_registered_artifact_that_is_a_newer_pickle_is_refused_naming_th
         meta, pts = store.latest_forecast(s.id)
         assert meta["run_id"] == run.run_id and len(pts) == 6 and pts["mean"].notna().all()
     store.close()
+
+
+def test_BR_22_a_feature_all_missing_in_the_reference_window_is_a_warning_and_the_others_are_still_monitored(
+        tmp_path: Path) -> None:
+    import numpy as np
+
+    from greennanny.mlops.events import Events
+    from greennanny.model import Batch, SeriesKey
+
+    store = _daily_store(tmp_path / "s.duckdb")  # three air temperatures, 14 days hourly, with models
+    cfg = ForecastConfig(step_min=60, horizon_h=6, refit_h=24, quantities=["air_temperature", "co2"])
+    svc = ForecastService(store, cfg, SystemClock())
+    svc.run_once(END + 1)
+    # the case: co2 was offline for the whole reference window, present in the analysis window (48 h)
+    t = END - np.arange(48, 0, -1, dtype=np.int64) * H
+    key = SeriesKey("gh", "z0", "co2-1", "co2")
+    store.write(Batch([key], np.zeros(48, np.int32), t, np.linspace(420, 900, 48).round(1), np.zeros(48, np.uint8), {}))
+    svc.run_once(END + 2)
+    got = svc.after_run(END + 2)  # no exception
+    co2 = next(s.id for s in store.series(quantity="co2"))
+    assert got is not None and any(w.startswith(f"series {co2} ") and "no reference data" in w for w in got.warnings)
+    assert not [e for e in Events(store).list() if e["series_id"] == co2]  # no drift alert for it
+    assert len(Registry(store).production()) == 3  # the temperatures still have their models, monitored
+    store.close()

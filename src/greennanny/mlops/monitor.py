@@ -45,8 +45,6 @@ class Monitor:
         none = {s.id for s in empty}
         for s in empty:  # a whole window without a reading is said, not raised (and never a crash)
             out.warnings.append(f"series {s.id} ({s.key}) has no reading in its {window_ns // 3_600_000_000_000} h window")
-        if out.warnings:
-            log.warning("%d series without any reading in their window (first: %s)", len(out.warnings), out.warnings[0])
         live = [s for s in series if s.id not in none]
         found, ended = quality_findings(now_ns, live, reports, step_ns, window_ns, self.faults)
         found += step_findings(self.store, now_ns, live, self.faults)
@@ -54,6 +52,10 @@ class Monitor:
         out.opened = self.events.raise_(now_ns, found)
         since = {int(s): int(t) for s, t in self.store.reader().execute(
             "SELECT series_id, since_ns FROM model_aliases WHERE alias = ?", [PRODUCTION]).fetchall()}
+        for s in live:  # BR-22: nothing to compare with is said, and the rest is still computed
+            if s.id not in since:
+                out.warnings.append(f"series {s.id} ({s.key}): no reference data (no model trained on it yet), "
+                                    "drift not computed")
         drifted = drift_findings(self.store, now_ns, live_since=since,
                                  last_finding=self.events.last_at(["drift", "decay"]),
                                  skip=FaultMask.load(self.store).hidden(), rules=self.drift)
@@ -61,6 +63,8 @@ class Monitor:
         out.retrain = {f.series_id: f"{f.category}: " + "; ".join(
             str(x) for x in ([f"Page-Hinkley {f.evidence['statistic']} > {f.evidence['lambda']}"]
                              if f.category == "drift" else f.evidence.get("reasons", []))) for f in drifted}
+        if out.warnings:
+            log.warning("monitor: %d warnings (first: %s)", len(out.warnings), out.warnings[0])
         if out.opened:
             log.info("monitor: %d new events, %d retrains asked", len(out.opened), len(out.retrain))
         return out
