@@ -133,3 +133,17 @@ def test_a_model_that_fails_at_refresh_falls_back_labelled_raises_an_event_and_r
     assert meta["fallback_reason"] is None and meta["model"] in cfg.models
     assert Events(store).get(ev["event_id"])["status"] == "closed"
     store.close()
+
+
+def test_a_run_of_other_series_leaves_queued_retrains_for_the_next_run(tmp_path: Path) -> None:
+    store = _daily_store(tmp_path / "s.duckdb")
+    svc = ForecastService(store, ForecastConfig(step_min=60, horizon_h=HORIZON, refit_h=24), SystemClock())
+    svc.run_once(END + 1)
+    a, b = (s.id for s in store.series()[:2])
+    svc.request_retrain([a], actor="monitor", reason="decay: test")
+    run = svc.run_once(END + H + 1, series_ids=[b])  # an operator's run of another series
+    assert (run.retrained, run.retrain_waiting) == (0, 1)
+    run = svc.run_once(END + 2 * H + 1)
+    assert (run.retrained, run.retrain_waiting) == (1, 0)
+    assert Registry(store).versions(a)[-1]["reason"] == "decay: test"
+    store.close()

@@ -290,8 +290,10 @@ class ForecastService:
         summary.registered = len(self.registry.register_run(
             run_id, now, chosen, lineage, step_ns=step, horizon=horizon, trained_by=trained_by,
             reason="refit" if refit else "first model of a series without one", gate=decisions, why=asked))
-        for s in due:  # done, or without data to fit (asking again is up to whoever asked)
-            self._retrain.pop(s, None)
+        in_run = {int(s.id) for s in series}
+        for s in due:  # done, or without data to fit (asking again is up to whoever asked); a run of
+            if s in in_run or series_ids is None:  # other series (--series) leaves the rest queued
+                self._retrain.pop(s, None)
         summary.retrained = len(asked)
         self._fallback_events(now, [s.id for s in series])
         summary.retrain_waiting = len(self._retrain)
