@@ -104,18 +104,20 @@ def dew_point_margin(t_surface: Array, t: Array, rh: Array) -> np.ndarray:
     return np.asarray(t_surface, dtype=np.float64) - dew_point(t, rh)
 
 
+def _grams_per_m3(vapour_kpa: np.ndarray, t: Array) -> np.ndarray:
+    """Water vapour density, g/m3, of a vapour pressure at air temperature `t`: e / (R_v T_K)."""
+    return vapour_kpa * 1e6 / (R_V * (np.asarray(t, dtype=np.float64) + ZERO_C))
+
+
 def absolute_humidity(t: Array, rh: Array, formula: str = "fao56") -> np.ndarray:
     """g/m3 of water vapour: ea / (R_v T_K), the ideal gas law."""
-    ea_pa = actual_vapour_pressure(t, rh, formula) * 1000.0
-    return ea_pa / (R_V * (np.asarray(t, dtype=np.float64) + ZERO_C)) * 1000.0
+    return _grams_per_m3(actual_vapour_pressure(t, rh, formula), t)
 
 
 def humidity_deficit(t: Array, rh: Array, formula: str = "fao56") -> np.ndarray:
-    """g/m3 the air could still take up: saturated minus actual absolute humidity (growers' 'HD')."""
-    check_inputs(t=t, rh=rh)
-    t = np.asarray(t, dtype=np.float64)
-    sat_pa = _es(formula)(t) * 1000.0
-    return sat_pa * (1.0 - np.asarray(rh, dtype=np.float64) / 100.0) / (R_V * (t + ZERO_C)) * 1000.0
+    """g/m3 the air could still take up: saturated minus actual absolute humidity (growers' 'HD'),
+    i.e. the VPD as a vapour density."""
+    return _grams_per_m3(vpd_air(t, rh, formula), t)
 
 
 def dli(ts_ns: np.ndarray, ppfd: np.ndarray, *, day_start_ns: int, end_ns: int | None = None,
