@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from greennanny.alerts.config import AlertsConfig, DerivedConfig
 from greennanny.errors import ConfigError
 from greennanny.model import QUANTITIES
 
@@ -322,6 +323,8 @@ class Config(_Section):
     forecast: ForecastConfig = Field(default_factory=ForecastConfig, description="Forecasting.")
     influx_write: InfluxWriteConfig = Field(default_factory=InfluxWriteConfig, description="InfluxDB 1.x compatible write endpoint.")
     store: StoreConfig = Field(default_factory=StoreConfig, description="Where points are stored.")
+    derived: DerivedConfig = Field(default_factory=DerivedConfig, description="Derived crop-climate series per zone.")
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig, description="Alert rules, crop profiles and notifiers.")
     devices: dict[str, DeviceConfig] = Field(default_factory=dict, description="Devices by devEUI (lower-case hex); applied to the registry at start and wins on conflict.")
 
     # Where the file was loaded from: relative paths resolve against it. Not a TOML key.

@@ -3,10 +3,11 @@ and its description, taken from the schema in greennanny.config, so the two cann
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel
 
+from greennanny.alerts.config import Band, CropProfile, NotifierConfig, RuleConfig
 from greennanny.config import (
     Config,
     DeviceConfig,
@@ -38,7 +39,11 @@ def _section_lines(name: str, model: type[BaseModel], values: BaseModel, keys: s
         if f.exclude or (keys is not None and fname not in keys):
             continue
         v = getattr(values, fname)
-        if isinstance(v, list) and v and isinstance(v[0], BaseModel):
+        if isinstance(v, list) and any(isinstance(a, type) and issubclass(a, BaseModel) for a in get_args(f.annotation)):
+            continue  # tables of their own ([[...]]), shown as commented examples
+        if v is None:
+            lines.append(f"# {f.description}")
+            lines.append(f"# {fname} =  (not set)")
             continue
         if isinstance(v, (BaseModel, dict)):
             continue
@@ -82,11 +87,65 @@ def _template_example() -> list[str]:
     return out + [""]
 
 
+ALERTS_EXAMPLE = """\
+[[alerts.rules]]
+name = "heat"
+quantity = "air_temperature"
+value = 32.0
+clear = 30.0
+for_s = 300
+severity = "critical"
+
+[[alerts.rules]]
+name = "heat-ahead"
+kind = "forecast"
+quantity = "air_temperature"
+value = 32.0
+horizon_h = 6
+probability = 0.5
+
+[[alerts.rules]]
+name = "silent"
+kind = "stale"
+quantity = "air_temperature"
+
+[[alerts.profiles]]
+name = "tomato-vegetative"
+crop = "tomato"
+stage = "vegetative"
+zones = ["house-1"]
+bands = { vpd = { low = 0.5, high = 1.2 }, co2 = { low = 400, high = 1200 } }
+
+[[alerts.notifiers]]
+name = "ops-mqtt"
+kind = "mqtt"
+
+[[alerts.notifiers]]
+name = "ops-webhook"
+kind = "webhook"
+url = "https://alerts.example.net/greennanny"
+token_file = "webhook_token"
+"""
+
+
+def _alerts_example() -> list[str]:
+    """Commented rules, a crop profile and notifiers, each key with its description."""
+    out = ["# Alert rules, crop profiles and notifiers (uncomment and edit). Keys of a rule:"]
+    out += [f"#   {k}: {f.description}" for k, f in RuleConfig.model_fields.items()]
+    out.append("# Keys of a crop profile:")
+    out += [f"#   {k}: {f.description}" for k, f in CropProfile.model_fields.items()]
+    out += [f"#   band {k}: {f.description}" for k, f in Band.model_fields.items()]
+    out.append("# Keys of a notifier:")
+    out += [f"#   {k}: {f.description}" for k, f in NotifierConfig.model_fields.items()]
+    out += [f"# {line}" if line else "#" for line in ALERTS_EXAMPLE.splitlines()]
+    return out + [""]
+
+
 def sample_config(data_dir: str = "./data") -> str:
     """A commented config with every key and its default; `config init` writes this."""
     cfg = Config(node=NodeConfig(data_dir=data_dir))
     out = ["# greennanny configuration. Every key is shown with its default and what it does.", ""]
-    for sec in ("node", "api", "mqtt", "pipeline", "forecast", "influx_write", "store"):
+    for sec in ("node", "api", "mqtt", "pipeline", "forecast", "influx_write", "store", "derived", "alerts"):
         field = Config.model_fields[sec]
         out.append(f"# {field.description}")
         val = getattr(cfg, sec)
@@ -104,6 +163,7 @@ def sample_config(data_dir: str = "./data") -> str:
         out += _section_lines("", Subscription, sub, keys=sub.model_fields_set)
         out.append("")
     out += _template_example()
+    out += _alerts_example()
     out.append("# " + str(Config.model_fields["devices"].description))
     out.append("# Example (uncomment and edit):")
     for fname, f in DeviceConfig.model_fields.items():

@@ -66,6 +66,21 @@ CREATE TABLE IF NOT EXISTS mlops_events (
 CREATE TABLE IF NOT EXISTS forecast_scores (
   series_id INTEGER, day_ns BIGINT, bucket VARCHAR, model VARCHAR, n BIGINT, abs_err DOUBLE, sq_err DOUBLE,
   naive_abs_err DOUBLE, naive_n BIGINT, in80 BIGINT, in95 BIGINT);
+CREATE TABLE IF NOT EXISTS alert_tracks (
+  rule VARCHAR, series_id INTEGER, state VARCHAR, since_ns BIGINT, last_ts BIGINT, alert_id BIGINT,
+  value DOUBLE, peak DOUBLE);
+CREATE TABLE IF NOT EXISTS alerts (
+  alert_id BIGINT, rule VARCHAR, kind VARCHAR, series_id INTEGER, severity VARCHAR, state VARCHAR,
+  started_ns BIGINT, fired_ns BIGINT, resolved_ns BIGINT, value DOUBLE, peak DOUBLE, threshold DOUBLE,
+  clear_level DOUBLE, acked_by VARCHAR, acked_ns BIGINT, ack_note VARCHAR, detail VARCHAR);
+CREATE TABLE IF NOT EXISTS alert_events (
+  event_id VARCHAR, alert_id BIGINT, at_ns BIGINT, kind VARCHAR, payload VARCHAR);
+CREATE TABLE IF NOT EXISTS alert_deliveries (
+  event_id VARCHAR, notifier VARCHAR, status VARCHAR, attempts INTEGER, next_ns BIGINT, last_error VARCHAR,
+  delivered_ns BIGINT, created_ns BIGINT);
+CREATE TABLE IF NOT EXISTS alert_silences (
+  silence_id BIGINT, rule VARCHAR, series_id INTEGER, until_ns BIGINT, created_ns BIGINT, actor VARCHAR,
+  reason VARCHAR);
 CREATE TABLE IF NOT EXISTS audit_log (
   seq BIGINT, at_ns BIGINT, actor VARCHAR, action VARCHAR, subject VARCHAR, detail VARCHAR);
 """
