@@ -126,6 +126,9 @@ def commit_round(store: DuckDBStore, now_ns: int, tracks: Sequence[Track], chang
             row = _dicts(con.execute("SELECT * FROM alerts WHERE alert_id = ?", [aid]))[0]
             events.append(_event(con, now_ns, aid, tr.kind, _payload(row, ch.series), ch.notifiers,
                                  _silenced(con, rule.name, t.series_id, tr.at_ns)))
+        live = [[_num(t.value), _num(t.peak), t.alert_id] for t in tracks if t.state == FIRING and t.alert_id]
+        if live:  # a firing alert shows its latest value and the episode's extreme
+            con.executemany("UPDATE alerts SET value = ?, peak = ? WHERE alert_id = ?", live)
         if tracks:
             con.execute("DELETE FROM alert_tracks WHERE list_contains(?, rule || '/' || series_id::VARCHAR)",
                         [[f"{t.rule}/{t.series_id}" for t in tracks]])

@@ -78,6 +78,7 @@ CREATE TABLE IF NOT EXISTS alert_events (
 CREATE TABLE IF NOT EXISTS alert_deliveries (
   event_id VARCHAR, notifier VARCHAR, status VARCHAR, attempts INTEGER, next_ns BIGINT, last_error VARCHAR,
   delivered_ns BIGINT, created_ns BIGINT);
+CREATE TABLE IF NOT EXISTS alert_rules (name VARCHAR, body VARCHAR, created_ns BIGINT, actor VARCHAR);
 CREATE TABLE IF NOT EXISTS alert_silences (
   silence_id BIGINT, rule VARCHAR, series_id INTEGER, until_ns BIGINT, created_ns BIGINT, actor VARCHAR,
   reason VARCHAR);
