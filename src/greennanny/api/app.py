@@ -20,6 +20,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
 from greennanny import __version__
 from greennanny.api import errors
+from greennanny.api.alert_routes import alert_router
 from greennanny.api.batch_codec import batch_from_arrow
 from greennanny.api.forecast_routes import forecast_router
 from greennanny.api.model_routes import model_router
@@ -216,6 +217,7 @@ def create_app(cfg: Config, store: DuckDBStore, node: Any = None) -> FastAPI:
     app.include_router(registry_router(cfg, store, node), dependencies=guarded)
     app.include_router(forecast_router(cfg, store, node), dependencies=guarded)
     app.include_router(model_router(store, node), dependencies=guarded)
+    app.include_router(alert_router(cfg, store, node), dependencies=guarded)
     if cfg.influx_write.enabled:  # InfluxDB 1.x answers and its own auth rule: see influx_compat
         from greennanny.api.influx_compat import influx_router
         app.include_router(influx_router(cfg, store, node))

@@ -40,8 +40,11 @@ class Backend:
         r = self.client.get(path, params={k: v for k, v in params.items() if v is not None})
         return self.json_of(r)
 
-    def post(self, path: str, body: Any = None) -> Any:
-        return self.json_of(self.client.post(path, json=body))
+    def post(self, path: str, body: Any = None, **params: Any) -> Any:
+        return self.json_of(self.client.post(path, json=body, params={k: v for k, v in params.items() if v is not None}))
+
+    def delete(self, path: str, **params: Any) -> Any:
+        return self.json_of(self.client.delete(path, params={k: v for k, v in params.items() if v is not None}))
 
     def write_batch(self, batch: Batch) -> dict[str, Any]:
         r = self.client.post("/ingest/batch", content=batch_to_ipc(batch),

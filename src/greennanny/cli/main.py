@@ -8,7 +8,17 @@ from pathlib import Path
 import typer
 
 from greennanny import __version__
-from greennanny.cli import calc_cmd, config_cmd, data_cmds, db_cmd, devices_cmd, forecast_cmd, models_cmd, series_cmd
+from greennanny.cli import (
+    alerts_cmd,
+    calc_cmd,
+    config_cmd,
+    data_cmds,
+    db_cmd,
+    devices_cmd,
+    forecast_cmd,
+    models_cmd,
+    series_cmd,
+)
 from greennanny.cli.common import ConfigOpt, friendly, resolve_config, stop_on_sigterm
 
 app = typer.Typer(help="greennanny: edge node for greenhouses and vertical farms.", no_args_is_help=True,
@@ -21,6 +31,7 @@ app.add_typer(db_cmd.app, name="db")
 app.add_typer(forecast_cmd.app, name="forecast")
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(calc_cmd.app, name="calc")
+app.add_typer(alerts_cmd.app, name="alerts")
 app.command("import")(data_cmds.import_cmd)
 app.command("replay")(data_cmds.replay_cmd)
 app.command("decode")(data_cmds.decode_cmd)
