@@ -372,11 +372,30 @@ class Config(_Section):
         return self.path(self.mqtt.password_file).read_text().strip()
 
 
-def format_validation_error(exc: ValidationError, source: str) -> str:
+def _dotted(loc: tuple[Any, ...], data: Any) -> str:
+    """The key path; an element of a table array is named by its `name` when it has one
+    (alerts.rules[heat].probability, not alerts.rules.0.probability)."""
+    parts: list[str] = []
+    node = data
+    for p in loc:
+        if isinstance(p, int) and isinstance(node, list) and p < len(node):
+            node = node[p]
+            name = node.get("name") if isinstance(node, dict) else None
+            if isinstance(name, str) and parts:
+                parts[-1] += f"[{name}]"
+            else:
+                parts.append(str(p))
+            continue
+        node = node.get(p) if isinstance(node, dict) else None
+        parts.append(str(p))
+    return ".".join(parts)
+
+
+def format_validation_error(exc: ValidationError, source: str, data: Any = None) -> str:
     """One line per problem: dotted key path, what is wrong, the value given."""
     lines = [f"{source}: invalid configuration"]
     for err in exc.errors():
-        path = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        path = _dotted(tuple(err["loc"]), data) or "(top level)"
         value = err.get("input")
         shown = "" if isinstance(value, dict) else f" (got {value!r})"
         msg = err["msg"]
@@ -390,7 +409,7 @@ def config_from_dict(data: dict[str, Any], *, source: str = "config", base_dir: 
     try:
         cfg = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, source)) from None
+        raise ConfigError(format_validation_error(exc, source, data)) from None
     if base_dir is not None:
         cfg.base_dir = base_dir
     return cfg

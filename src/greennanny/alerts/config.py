@@ -7,10 +7,13 @@ writes them as comments.
 
 from __future__ import annotations
 
+import functools
 import re
-from typing import Literal
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from greennanny.model import QUANTITIES
 
@@ -54,9 +57,10 @@ class RuleConfig(_Section):
 
     @field_validator("quantity")
     @classmethod
-    def _q(cls, v: str) -> str:
+    def _q(cls, v: str, info: ValidationInfo) -> str:
         if v not in QUANTITIES:
-            raise ValueError(f"unknown quantity {v!r}; known: {', '.join(sorted(QUANTITIES))}")
+            raise ValueError(f"rule {info.data.get('name', '?')!r}: unknown quantity {v!r}; known: "
+                             f"{', '.join(sorted(QUANTITIES))}")
         return v
 
     @model_validator(mode="after")
@@ -97,7 +101,8 @@ class CropProfile(_Section):
     """Target bands by crop and growth stage, applied to zones: each band becomes two threshold
     rules (below low, above high) with a clear level 5 % of the band's width inside it."""
 
-    name: str = Field(..., description="Profile name, for example tomato-vegetative.")
+    name: str = Field(..., description="Profile name, for example house-1-tomato.")
+    preset: str = Field("", description="A built-in profile whose bands are the starting point (alerts/data/crop_profiles.toml: lettuce-vegetative, tomato-vegetative, tomato-generative, cucumber-generative); `bands` given here win key by key.")
     crop: str = Field("", description="Crop, for the record (tomato, lettuce, ...).")
     stage: str = Field("", description="Growth stage, for the record (propagation, vegetative, generative, ...).")
     zones: list[str] = Field(default_factory=list, description="Zones the profile applies to (empty: every zone).")
@@ -118,6 +123,20 @@ class CropProfile(_Section):
                 raise ValueError(f"band of unknown quantity {q!r}; known: {', '.join(sorted(QUANTITIES))}")
         return v
 
+    @model_validator(mode="after")
+    def _preset(self) -> CropProfile:
+        if self.preset:
+            presets = crop_presets()
+            if self.preset not in presets:
+                raise ValueError(f"profile {self.name!r}: preset {self.preset!r} is not one of {', '.join(presets)}")
+            p = presets[self.preset]
+            self.bands = {**{q: Band.model_validate(b) for q, b in p.get("bands", {}).items()}, **self.bands}
+            self.crop = self.crop or p.get("crop", "")
+            self.stage = self.stage or p.get("stage", "")
+        if not self.bands:
+            raise ValueError(f"profile {self.name!r}: no bands (give bands or a preset)")
+        return self
+
     def rules(self) -> list[RuleConfig]:
         out = []
         for zone in self.zones or [""]:
@@ -130,6 +149,12 @@ class CropProfile(_Section):
                                       op="above", value=b.high, clear=b.high - margin, for_s=b.for_s,
                                       severity=self.severity))
         return out
+
+
+@functools.cache
+def crop_presets() -> dict[str, dict[str, Any]]:
+    """The built-in crop profiles (data, with their sources, in alerts/data/crop_profiles.toml)."""
+    return tomllib.loads((Path(__file__).parent / "data" / "crop_profiles.toml").read_text())
 
 
 class NotifierConfig(_Section):
