@@ -109,3 +109,13 @@ def test_the_sample_configs_alert_example_validates() -> None:
     kinds = {r.name: r.kind for r in cfg.alerts.all_rules()}
     assert kinds["heat"] == "threshold" and kinds["heat-ahead"] == "forecast" and kinds["silent"] == "stale"
     assert {n.kind for n in cfg.alerts.notifiers} == {"mqtt", "webhook"}
+
+
+def test_the_readmes_alert_example_validates() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "README.md").read_text()
+    block = next(b.split("\n", 1)[1] for b in text.split("```toml")[1:] if "[[alerts.rules]]" in b).split("```")[0]
+    cfg = config_from_dict(tomllib.loads(block))
+    names = [r.name for r in cfg.alerts.all_rules()]
+    assert names[:2] == ["heat", "heat-ahead"] and len(names) == 2 + 8  # the preset's four bands, low and high
