@@ -15,6 +15,9 @@
     │   ├── UnknownVersion   no such series or version in the registry (names both)
     │   └── ExportFailed     an MLflow server refused an export or could not be reached
     ├── BrokerError          MQTT connection/subscription problems (paho errors translated here)
+    ├── NotifyError          an alert notifier did not deliver an event
+    │   ├── NotifyUnavailable  retry later (receiver or broker down, timeout, 5xx, 408, 429)
+    │   └── NotifyRefused      the receiver refused this event (another 4xx): failed, never retried
     └── NodeNotRunning       the CLI asked a node's API that is not there
 
 Third-party errors (paho, duckdb, httpx) are caught only in the adapter that calls them and
@@ -127,3 +130,17 @@ class BrokerError(GreennannyError):
 
 class NodeNotRunning(GreennannyError):
     """No node answers at the configured API URL."""
+
+
+class NotifyError(GreennannyError):
+    """An alert notifier did not deliver an event."""
+
+
+class NotifyUnavailable(NotifyError):
+    """Temporary: the receiver or broker is down, timed out or answered 5xx, 408 or 429; the
+    dispatcher retries with backoff."""
+
+
+class NotifyRefused(NotifyError):
+    """The receiver refused this event (a 4xx other than 408 and 429): retrying cannot help, the
+    delivery is marked failed with the answer."""

@@ -163,7 +163,7 @@ class NotifierConfig(_Section):
     topic_prefix: str = Field("greennanny/alerts", description="mqtt: events go to <prefix>/events (QoS 1) and each alert's state, retained, to <prefix>/state/<rule>/<series id>.")
     url: str = Field("", description="webhook: URL to POST to (https:// for anything off this machine).")
     token_file: str = Field("", description="webhook: file holding a bearer token sent as Authorization (relative to the config file); never the token itself.")
-    timeout_s: float = Field(5.0, gt=0, le=120, description="webhook: seconds per attempt (connect and answer); a hanging receiver is a failed attempt.")
+    timeout_s: float = Field(5.0, gt=0, le=120, description="Seconds per attempt: webhook connect and each wait for the answer (a hanging receiver is a failed attempt); mqtt the wait for the connection and the broker's acknowledgements.")
     backoff_s: float = Field(2.0, gt=0, le=3600, description="First retry after this many seconds; each next one waits twice as long, up to backoff_max_s.")
     backoff_max_s: float = Field(60.0, gt=0, le=86400, description="Longest wait between two attempts.")
     give_up_h: float = Field(72.0, gt=0, le=24 * 365, description="An event still undelivered after this many hours is marked failed (kept, visible in `alerts list --deliveries`).")

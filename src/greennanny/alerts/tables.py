@@ -67,9 +67,10 @@ def _silenced(con: duckdb.DuckDBPyConnection, rule: str, series_id: int, at_ns: 
 def _event(con: duckdb.DuckDBPyConnection, now_ns: int, alert_id: int, kind: str, payload: dict[str, Any],
            notifiers: Sequence[str], silenced: bool) -> str:
     event_id = uuid.uuid4().hex
-    payload = {"event_id": event_id, "event": kind, **payload}
-    con.execute("INSERT INTO alert_events VALUES (?, ?, ?, ?, ?)",
-                [event_id, alert_id, now_ns, kind, json.dumps(payload, sort_keys=True, default=str)])
+    seq = int(con.execute("SELECT coalesce(max(seq), 0) + 1 FROM alert_events").fetchone()[0])  # type: ignore[index]
+    payload = {"event_id": event_id, "seq": seq, "event": kind, **payload}
+    con.execute("INSERT INTO alert_events VALUES (?, ?, ?, ?, ?, ?)",
+                [seq, event_id, alert_id, now_ns, kind, json.dumps(payload, sort_keys=True, default=str)])
     for n in notifiers:
         con.execute("INSERT INTO alert_deliveries VALUES (?, ?, ?, 0, ?, NULL, NULL, ?)",
                     [event_id, n, SILENCED if silenced else PENDING_DELIVERY, now_ns, now_ns])
@@ -241,7 +242,7 @@ def due(store: DuckDBStore, notifier: str, now_ns: int, limit: int = 100) -> lis
     rows = store.reader().execute(
         "SELECT d.event_id, e.payload, d.attempts, d.created_ns FROM alert_deliveries d JOIN alert_events e "
         "ON e.event_id = d.event_id WHERE d.notifier = ? AND d.status = ? AND d.next_ns <= ? "
-        "ORDER BY e.at_ns, e.event_id LIMIT ?", [notifier, PENDING_DELIVERY, now_ns, limit]).fetchall()
+        "ORDER BY e.seq LIMIT ?", [notifier, PENDING_DELIVERY, now_ns, limit]).fetchall()
     return [(eid, json.loads(p), int(a), int(c)) for eid, p, a, c in rows]
 
 
@@ -252,15 +253,24 @@ def next_due_ns(store: DuckDBStore, notifier: str) -> int | None:
 
 
 def mark(store: DuckDBStore, event_id: str, notifier: str, *, status: str, now_ns: int, next_ns: int | None = None,
-         error: str | None = None) -> None:
-    """Record one attempt's outcome: delivered, a retry at `next_ns` (with the error), or failed."""
+         error: str | None = None, attempt: bool = True) -> None:
+    """Record one attempt's outcome: delivered, a retry at `next_ns` (with the error), or failed;
+    `attempt=False` when nothing was sent (given up before sending). A delivery keeps the last
+    error of the attempts before it."""
     store.transaction(lambda con: con.execute(
-        "UPDATE alert_deliveries SET status = ?, attempts = attempts + 1, next_ns = coalesce(?, next_ns), "
-        "last_error = ?, delivered_ns = CASE WHEN ? = 'delivered' THEN ? ELSE delivered_ns END "
-        "WHERE event_id = ? AND notifier = ?", [status, next_ns, error, status, now_ns, event_id, notifier]))
+        "UPDATE alert_deliveries SET status = ?, attempts = attempts + ?, next_ns = coalesce(?, next_ns), "
+        "last_error = coalesce(?, last_error), delivered_ns = CASE WHEN ? = 'delivered' THEN ? ELSE delivered_ns END "
+        "WHERE event_id = ? AND notifier = ?",
+        [status, int(attempt), next_ns, error, status, now_ns, event_id, notifier]))
 
 
-def deliveries(store: DuckDBStore, *, status: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
-    sql = ("SELECT d.*, e.alert_id, e.kind, e.at_ns FROM alert_deliveries d JOIN alert_events e ON e.event_id = d.event_id"
-           + (" WHERE d.status = ?" if status else "") + " ORDER BY e.at_ns DESC LIMIT ?")
-    return _dicts(store.reader().execute(sql, ([status] if status else []) + [int(limit)]))
+def deliveries(store: DuckDBStore, *, status: str | None = None, notifier: str | None = None,
+               limit: int = 500) -> list[dict[str, Any]]:
+    where, args = [], []
+    for col, val in (("d.status", status), ("d.notifier", notifier)):
+        if val:
+            where.append(f"{col} = ?")
+            args.append(val)
+    sql = ("SELECT d.*, e.alert_id, e.kind, e.at_ns, e.seq FROM alert_deliveries d JOIN alert_events e "
+           "ON e.event_id = d.event_id" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY e.seq DESC LIMIT ?")
+    return _dicts(store.reader().execute(sql, args + [int(limit)]))

@@ -74,7 +74,7 @@ CREATE TABLE IF NOT EXISTS alerts (
   started_ns BIGINT, fired_ns BIGINT, resolved_ns BIGINT, value DOUBLE, peak DOUBLE, threshold DOUBLE,
   clear_level DOUBLE, acked_by VARCHAR, acked_ns BIGINT, ack_note VARCHAR, detail VARCHAR);
 CREATE TABLE IF NOT EXISTS alert_events (
-  event_id VARCHAR, alert_id BIGINT, at_ns BIGINT, kind VARCHAR, payload VARCHAR);
+  seq BIGINT, event_id VARCHAR, alert_id BIGINT, at_ns BIGINT, kind VARCHAR, payload VARCHAR);
 CREATE TABLE IF NOT EXISTS alert_deliveries (
   event_id VARCHAR, notifier VARCHAR, status VARCHAR, attempts INTEGER, next_ns BIGINT, last_error VARCHAR,
   delivered_ns BIGINT, created_ns BIGINT);
