@@ -73,6 +73,14 @@ QUANTITIES: dict[str, Quantity] = {
         Quantity("vent_opening", "%", 0.1, 0.0, 100.0, "vent opening"),
         Quantity("water_flow", "L", 0.001, 0.0, 1e9, "water flow counter"),
         Quantity("power_factor", "1", 0.001, -1.0, 1.0, "power factor (active / apparent power; negative when exporting)"),
+        # derived crop-climate series (processors/derived.py); ranges follow from the inputs' ranges
+        Quantity("saturation_vapour_pressure", "kPa", 0.001, 0.0, 32.0, "saturation vapour pressure of the air (es at 70 degC is 31.2)"),
+        Quantity("vapour_pressure", "kPa", 0.001, 0.0, 32.0, "actual vapour pressure of the air"),
+        Quantity("vpd_leaf", "kPa", 0.001, -32.0, 32.0, "leaf-to-air vapour pressure deficit (negative: the leaf is below the dew point)"),
+        Quantity("dew_point", "degC", 0.01, -100.0, 70.0, "dew point of the air"),
+        Quantity("dew_point_margin", "degC", 0.01, -120.0, 170.0, "surface temperature above the air's dew point (at or below 0: condensation)"),
+        Quantity("absolute_humidity", "g/m3", 0.01, 0.0, 200.0, "water vapour density of the air"),
+        Quantity("gdd", "degC*d", 0.01, 0.0, 80.0, "growing degree days of one day"),
     )
 }
 
