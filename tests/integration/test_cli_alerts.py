@@ -10,8 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from greennanny.alerts.engine import AlertEngine
 from greennanny.config import load_config
 from greennanny.model import BatchBuilder, SeriesKey

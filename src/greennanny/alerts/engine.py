@@ -74,8 +74,10 @@ def check_rule_series(store: DuckDBStore, rule: RuleConfig, *, where: str) -> No
 
 
 class AlertEngine:
-    def __init__(self, store: DuckDBStore, cfg: AlertsConfig, *, on_events: Callable[[], None] | None = None) -> None:
+    def __init__(self, store: DuckDBStore, cfg: AlertsConfig, *, on_events: Callable[[], None] | None = None,
+                 first_lookback_ns: int = FIRST_LOOKBACK_NS) -> None:
         self.store = store
+        self.first_lookback_ns = first_lookback_ns  # how far back a rule's first round looks (the demo: its history)
         self.cfg = cfg
         self.notifiers = [n.name for n in cfg.notifiers]
         self.on_events = on_events
@@ -153,7 +155,7 @@ class AlertEngine:
     def _readings(self, rule: RuleConfig, infos: Sequence[SeriesInfo], now_ns: int) -> list[Any]:
         back = rule.window_s * S if rule.kind == "rate" else 0
         starts = {i.id: (t.last_ts + 1 if (t := self.tracks.get((rule.name, i.id))) and t.last_ts >= 0
-                         else now_ns - FIRST_LOOKBACK_NS) for i in infos}
+                         else now_ns - self.first_lookback_ns) for i in infos}
         df = self.store.query_many(list(starts), min(starts.values()) - back, now_ns + 1)
         df = df[df["quality"].to_numpy() == int(Quality.OK)]  # flagged readings never raise or clear an alert
         out = []

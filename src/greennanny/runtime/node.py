@@ -13,7 +13,9 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
+from greennanny.alerts.engine import AlertEngine
 from greennanny.config import Config
 from greennanny.decoders.base import Decoder
 from greennanny.errors import ConfigError, StoreUnavailable
@@ -124,8 +126,14 @@ class Node:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.forecaster: object | None = None
+        self.alerts: AlertEngine | None = None
+        self.deriver: Any = None
+        self.dispatcher: Any = None
+        if cfg.alerts.enabled:
+            self.alerts = AlertEngine(self.store, cfg.alerts, on_events=self._wake_notifiers)
+            self.alerts.check()  # a rule that names no series is a config error at start, naming the rule
 
-    def start(self, *, mqtt: bool = True, forecasts: bool = True) -> None:
+    def start(self, *, mqtt: bool = True, forecasts: bool = True, alerts: bool = True) -> None:
         if mqtt:
             self.mqtt.start()
             t = threading.Thread(target=self._ingest_loop, name="ingest", daemon=True)
@@ -142,6 +150,50 @@ class Node:
             t = threading.Thread(target=svc.loop, args=(self._stop,), name="forecast", daemon=True)
             t.start()
             self._threads.append(t)
+        if alerts:
+            self._start_alerts()
+
+    def _wake_notifiers(self) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.wake()
+
+    def _start_alerts(self) -> None:
+        """Derived series, the rule engine and the notifiers' dispatcher (each notifier on its
+        own thread: one that is down never holds up the rules or the others)."""
+        from greennanny.alerts.notify import Dispatcher, build_notifiers
+        from greennanny.processors.derived import Deriver
+
+        if self.cfg.derived.enabled:
+            self.deriver = Deriver(self.store, self.cfg.derived, self.cfg.forecast.tz)
+        if self.alerts is not None and self.cfg.alerts.notifiers:
+            self.dispatcher = Dispatcher(self.store, build_notifiers(self.cfg), self.cfg.alerts.notifiers, self.clock)
+            self.dispatcher.start()
+        if self.deriver is not None or self.alerts is not None:
+            t = threading.Thread(target=self._alerts_loop, name="alerts", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def _alerts_loop(self) -> None:
+        """Every round: derive what the new readings allow, then evaluate the rules on it."""
+        every = min(self.cfg.alerts.interval_s, self.cfg.derived.interval_s)
+        while not self._stop.wait(every):
+            self.alerts_round()
+
+    def alerts_round(self, now_ns: int | None = None) -> dict[str, Any]:
+        now = self.clock.now_ns() if now_ns is None else now_ns
+        out: dict[str, Any] = {}
+        try:
+            if self.deriver is not None:
+                out["derived"] = self.deriver.run(now)
+            if self.alerts is not None:
+                st = self.alerts.run(now)
+                out["alerts"] = {"rules": st.rules, "series": st.series, "transitions": st.transitions,
+                                 "events": len(st.events)}
+        except StoreUnavailable as exc:
+            log.error("alerts round skipped, the store is unavailable: %s", exc)
+        except Exception:  # the next round retries; ingest is never affected
+            log.exception("alerts round failed")
+        return out
 
     def _maintenance_loop(self) -> None:
         """Compaction and retention on `store.retention.interval_min`, first a minute after start.
@@ -251,6 +303,8 @@ class Node:
             self.mqtt.stop()
         except Exception:  # stopping must not fail; say why it was not clean
             log.warning("MQTT client did not stop cleanly", exc_info=True)
+        if self.dispatcher is not None:
+            self.dispatcher.stop()
         for t in self._threads:
             t.join(timeout=10)
         self.store.close()
