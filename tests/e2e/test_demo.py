@@ -35,6 +35,21 @@ def test_demo_once_on_the_shared_data_accounts_for_every_point_and_event(tmp_pat
     # Every AGC climate series (3 quantities x 6 compartments) got a forecast.
     assert s["forecasts"]["series_forecast"] >= 18
     assert s["dashboard"].startswith("http://127.0.0.1:")
+    # Derived series: a VPD point at every air temperature reading of the six compartments (its RH
+    # partner within 300 s), and the demo's rules fired on the real history, the forecast one too.
+    from greennanny.store.duckdb import DuckDBStore
+
+    tair = int(pd.read_csv(agc, usecols=["Tair"])["Tair"].notna().sum())
+    store = DuckDBStore(tmp_path / "demo" / "node" / "greennanny.duckdb", read_only=True)
+    try:
+        vpd = store.series(site="bleiswijk", quantity="vpd")
+        served = store.query_many([x.id for x in vpd], None, None)
+    finally:
+        store.close()
+    assert len(vpd) == 6 and len(served) == tair == 197946
+    assert served["value"].between(0, 10).all()
+    al = s["derived_and_alerts"]
+    assert al["alerts_fired"] > 0 and al["by_rule"].get("heat", 0) >= 1 and al["by_rule"].get("heat-ahead", 0) >= 1
 
 
 def test_demo_config_keeps_the_demo_data_through_maintenance(tmp_path, shared_dir):

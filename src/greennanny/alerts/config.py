@@ -99,7 +99,7 @@ class Band(_Section):
 
 class CropProfile(_Section):
     """Target bands by crop and growth stage, applied to zones: each band becomes two threshold
-    rules (below low, above high) with a clear level 5 % of the band's width inside it."""
+    rules (below low, above high) with a clear level 10 % of the band's width inside it."""
 
     name: str = Field(..., description="Profile name, for example house-1-tomato.")
     preset: str = Field("", description="A built-in profile whose bands are the starting point (alerts/data/crop_profiles.toml: lettuce-vegetative, tomato-vegetative, tomato-generative, cucumber-generative); `bands` given here win key by key.")
@@ -141,7 +141,7 @@ class CropProfile(_Section):
         out = []
         for zone in self.zones or [""]:
             for q, b in self.bands.items():
-                margin = 0.05 * (b.high - b.low)
+                margin = 0.1 * (b.high - b.low)
                 z = f".{zone}" if zone else ""
                 out.append(RuleConfig(name=f"{self.name}{z}.{q}.low", quantity=q, site=self.site, zone=zone, op="below",
                                       value=b.low, clear=b.low + margin, for_s=b.for_s, severity=self.severity))

@@ -100,6 +100,7 @@ def run_demo(*, once: bool, broker: str | None, data_dir: Path, port: int, simul
         # remove all of it at the first maintenance run, and the forecasts made as of the data's
         # end with it. Keep every tier and table forever here.
         "store": {"retention": dict.fromkeys(DEMO_RETENTION, 0)},
+        "alerts": DEMO_ALERTS,
         "devices": devices,
     }, source="demo config", base_dir=data_dir)
     (data_dir / "greennanny.toml").write_text(_toml(cfg))
@@ -108,7 +109,7 @@ def run_demo(*, once: bool, broker: str | None, data_dir: Path, port: int, simul
     api = None
     summary: dict[str, Any] = {}
     try:
-        node.start(forecasts=False)
+        node.start(forecasts=False, alerts=False)  # the alert rounds run over the history below
         node.mqtt.wait_connected(15)
         api = ApiThread(cfg, node)
         api.start()
@@ -133,7 +134,10 @@ def run_demo(*, once: bool, broker: str | None, data_dir: Path, port: int, simul
         with console.status("fitting forecasts"):
             runs = ForecastService(node.store, cfg.forecast, node.clock).run_per_epoch()
             fc = _merge_runs(runs)
+        with console.status("deriving VPD, dew point, DLI ... and evaluating the alert rules over the history"):
+            alerts = alerts_over_history(node, cfg)
         summary = _summary(node, cfg, broker, published, sources, fc, time.monotonic() - t_start, shared_dir)
+        summary["derived_and_alerts"] = alerts
         _print_summary(summary, as_json)
         if not as_json:
             console.print(f"explore the demo's store with its config, e.g. [bold]{_cli_name()} series list -c "
@@ -141,7 +145,7 @@ def run_demo(*, once: bool, broker: str | None, data_dir: Path, port: int, simul
         if not once:
             console.print(f"\n[bold green]dashboard:[/] {cfg.api_url}/   (API docs: {cfg.api_url}/docs)  "
                           f"Ctrl-C to stop", highlight=False)
-            node.start(mqtt=False, forecasts=True)
+            node.start(mqtt=False, forecasts=True, alerts=True)
             try:
                 while True:
                     time.sleep(1)
@@ -154,6 +158,49 @@ def run_demo(*, once: bool, broker: str | None, data_dir: Path, port: int, simul
         if mosq:
             mosq.stop()
     return summary
+
+
+# Rules that show what the node does on the demo's data: heat on the actuals, the same level
+# ahead on the forecasts, and the cucumber profile's bands on the AGC 2018 cucumber houses.
+DEMO_ALERTS: dict[str, Any] = {
+    "rules": [
+        {"name": "heat", "quantity": "air_temperature", "value": 30.0, "clear": 28.0, "for_s": 600,
+         "severity": "critical"},
+        {"name": "heat-ahead", "kind": "forecast", "quantity": "air_temperature", "value": 30.0, "horizon_h": 6,
+         "probability": 0.5},
+    ],
+    "profiles": [{"name": "cucumber", "preset": "cucumber-generative", "site": "bleiswijk"}],
+}
+
+
+def alerts_over_history(node: Node, cfg: Config) -> dict[str, Any]:
+    """Derive every zone's crop-climate series over the whole history in one round, then evaluate
+    the rules at each data source's end (where its forecasts were made), looking back 30 days.
+    A live node does the same every interval on the last minutes."""
+    from greennanny.alerts.engine import AlertEngine
+    from greennanny.processors.derived import Deriver
+
+    st = node.store
+    ends = sorted({int(s.last_ns) for s in st.series() if s.last_ns})
+    last_by_source: list[int] = []
+    for e in ends:  # a source's series end within a day of each other; sources are months apart
+        if not last_by_source or e - last_by_source[-1] > 86_400 * 10**9:
+            last_by_source.append(e)
+        else:
+            last_by_source[-1] = e
+    derived = Deriver(st, cfg.derived, cfg.forecast.tz, catch_up_s=400 * 86_400).run(ends[-1] + 3600 * 10**9) if ends else {}
+    engine = AlertEngine(st, cfg.alerts, first_lookback_ns=30 * 86_400 * 10**9)
+    for end in last_by_source:
+        engine.run(end + 10**9)
+    from greennanny.alerts.tables import list_alerts
+
+    fired = list_alerts(st, limit=100_000)
+    by_rule: dict[str, int] = {}
+    for a in fired:
+        by_rule[a["rule"]] = by_rule.get(a["rule"], 0) + 1
+    return {"derived_points": {k: v for k, v in derived.items() if k not in ("zones", "errors", "flagged")},
+            "alerts_fired": len(fired), "open": sum(a["state"] == "firing" for a in fired),
+            "by_rule": dict(sorted(by_rule.items(), key=lambda kv: -kv[1])[:8])}
 
 
 def _import_agc(node: Node, path: Path) -> int:
