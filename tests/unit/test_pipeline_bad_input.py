@@ -105,6 +105,13 @@ def test_same_frame_through_another_gateway_48s_later_is_stored_once_BR_03(env):
     assert [e.outcome for e in c.ledger] == ["stored", "duplicate"]
     got = {p.key.quantity: (p.ts_ns, p.value) for p in c.batch.points()}
     assert got == {"battery": (NOW, 92.0), "air_temperature": (NOW, 30.8), "relative_humidity": (NOW, 50.5)}
+    # "Alert rules are evaluated once": a rule on the reading sees one point and fires one alert.
+    from greennanny.alerts.config import AlertsConfig
+    from greennanny.alerts.engine import AlertEngine
+
+    rules = AlertsConfig.model_validate({"rules": [{"name": "hot", "quantity": "air_temperature", "value": 30.0}]})
+    stats = AlertEngine(env[1], rules).run(NOW + 60 * 10**9)
+    assert (stats.samples, stats.transitions, len(stats.events)) == (1, {"firing": 1}, 1)
 
 
 def test_a_decoder_bug_becomes_a_dead_letter_not_a_crash(env, monkeypatch):
