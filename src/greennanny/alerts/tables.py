@@ -84,9 +84,10 @@ def _payload(alert: Mapping[str, Any], series: Mapping[str, Any]) -> dict[str, A
     return {"alert_id": alert["alert_id"], "rule": alert["rule"], "kind": alert["kind"],
             "severity": alert["severity"], "state": alert["state"], "series": dict(series),
             "value": alert["value"], "peak": alert["peak"], "threshold": alert["threshold"],
-            "clear_level": alert["clear_level"], "started": iso(alert["started_ns"]), "fired": iso(alert["fired_ns"]),
-            "resolved": iso(alert["resolved_ns"]), "acked_by": alert.get("acked_by"),
-            "detail": {k: (iso(v) if k.endswith("_ns") else v) for k, v in detail.items()}}
+            "clear_level": alert["clear_level"], "op": alert["op"], "started": iso(alert["started_ns"]),
+            "fired": iso(alert["fired_ns"]), "resolved": iso(alert["resolved_ns"]), "acked_by": alert.get("acked_by"),
+            "detail": {(k.removesuffix("_ns")): (iso(v) if k.endswith("_ns") else v)
+                       for k, v in detail.items()}}
 
 
 def _num(x: float) -> float | None:
@@ -107,9 +108,10 @@ def commit_round(store: DuckDBStore, now_ns: int, tracks: Sequence[Track], chang
                 aid = next_id
                 next_id += 1
                 t.alert_id = aid
-                con.execute("INSERT INTO alerts VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, NULL, NULL, NULL, ?)",
+                con.execute("INSERT INTO alerts VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, NULL, NULL, NULL, ?)",
                             [aid, rule.name, rule.kind, t.series_id, rule.severity, FIRING, tr.since_ns, tr.at_ns,
-                             _num(tr.value), _num(tr.peak), rule.value, rule.clear_level, json.dumps(tr.detail)])
+                             _num(tr.value), _num(tr.peak), rule.value, rule.clear_level, rule.op,
+                             json.dumps(tr.detail)])
             elif tr.kind in ("resolved", "update"):
                 aid = t.alert_id if tr.kind == "update" else _open_alert(con, rule.name, t.series_id)
                 if aid is None:
@@ -231,7 +233,7 @@ def list_alerts(store: DuckDBStore, *, state: str | None = None, rule: str | Non
 def pending_tracks(store: DuckDBStore) -> list[dict[str, Any]]:
     """Conditions that hold but have not lasted `for_s` yet (shown, not notified)."""
     return _dicts(store.reader().execute(
-        "SELECT t.*, s.site, s.zone, s.device, s.quantity FROM alert_tracks t LEFT JOIN series s ON s.id = t.series_id "
+        "SELECT t.*, s.site, s.zone, s.device, s.quantity, s.unit FROM alert_tracks t LEFT JOIN series s ON s.id = t.series_id "
         "WHERE t.state = 'pending' ORDER BY t.since_ns"))
 
 

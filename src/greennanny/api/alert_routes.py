@@ -42,7 +42,8 @@ def _times(row: dict[str, Any]) -> dict[str, Any]:
         if k.endswith("_ns") and (v is None or isinstance(v, int)):
             out[k[:-3]] = tables.iso(v)
         elif k == "detail" and isinstance(v, dict):
-            out[k] = {dk: (tables.iso(dv) if dk.endswith("_ns") and isinstance(dv, int) else dv) for dk, dv in v.items()}
+            out[k] = {(dk.removesuffix("_ns")): (tables.iso(dv) if dk.endswith("_ns") and isinstance(dv, int)
+                                                                else dv) for dk, dv in v.items()}
         elif isinstance(v, float) and math.isnan(v):  # NaN is not JSON
             out[k] = None
         else:

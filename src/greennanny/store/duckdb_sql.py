@@ -72,7 +72,7 @@ CREATE TABLE IF NOT EXISTS alert_tracks (
 CREATE TABLE IF NOT EXISTS alerts (
   alert_id BIGINT, rule VARCHAR, kind VARCHAR, series_id INTEGER, severity VARCHAR, state VARCHAR,
   started_ns BIGINT, fired_ns BIGINT, resolved_ns BIGINT, value DOUBLE, peak DOUBLE, threshold DOUBLE,
-  clear_level DOUBLE, acked_by VARCHAR, acked_ns BIGINT, ack_note VARCHAR, detail VARCHAR);
+  clear_level DOUBLE, op VARCHAR, acked_by VARCHAR, acked_ns BIGINT, ack_note VARCHAR, detail VARCHAR);
 CREATE TABLE IF NOT EXISTS alert_events (
   seq BIGINT, event_id VARCHAR, alert_id BIGINT, at_ns BIGINT, kind VARCHAR, payload VARCHAR);
 CREATE TABLE IF NOT EXISTS alert_deliveries (
