@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Protocol
@@ -433,39 +433,34 @@ class Deriver:
         return (f"{r.name}: readings cover {covered:.1%} of {iso(a)}..{iso(b)} (need {self.min_coverage:.0%})"
                 + (f"; {len(bad)} unusable left out, first: {bad[0]}" if bad else ""))
 
-    def dli(self, z: Zone, now_ns: int) -> Batch:
-        got = self.windowed(z, "dli", "light", self.cfg.dli_day_start, now_ns)
-        if got is None:
-            return Batch.empty()
-        r, wins = got
+    def per_window(self, key: SeriesKey, r: Readings, wins: list[tuple[int, int]],
+                   compute: Callable[[np.ndarray, np.ndarray, np.ndarray, float, int, int], float]) -> Batch:
+        """One value per window [a, b) from the readings in it, or missing with the coverage named
+        when the readings (each held until the next, capped) cover less than `min_coverage`."""
         ends, value, reasons = np.array([b for _, b in wins], np.int64), np.full(len(wins), np.nan), {}
         for k, (a, b) in enumerate(wins):
             i0, i1 = np.searchsorted(r.ts, [a, b])
             ok = np.isfinite(r.value[i0:i1])
-            ts, ppfd = r.ts[i0:i1][ok], r.value[i0:i1][ok]
+            ts, v = r.ts[i0:i1][ok], r.value[i0:i1][ok]
             hold, cap = held(ts, a, b)
             covered = float(hold.sum()) * S / (b - a)
             if covered < self.min_coverage:
                 reasons[k] = self.coverage_reason(r, a, b, covered, int(i0), int(i1))
             else:
-                value[k] = climate.dli(ts, ppfd, day_start_ns=a, end_ns=b, max_gap_s=cap)
-        return output(z.key("dli"), ends, value, reasons, np.ones(len(wins), bool))
+                value[k] = compute(ts, v, hold, cap, a, b)
+        return output(key, ends, value, reasons, np.ones(len(wins), bool))
+
+    def dli(self, z: Zone, now_ns: int) -> Batch:
+        got = self.windowed(z, "dli", "light", self.cfg.dli_day_start, now_ns)
+        if got is None:
+            return Batch.empty()
+        return self.per_window(z.key("dli"), *got, lambda ts, ppfd, hold, cap, a, b: float(
+            climate.dli(ts, ppfd, day_start_ns=a, end_ns=b, max_gap_s=cap)))
 
     def gdd(self, z: Zone, now_ns: int) -> Batch:
         got = self.windowed(z, "gdd", "air", "00:00", now_ns)
         if got is None:
             return Batch.empty()
-        r, wins = got
-        ends, value, reasons = np.array([b for _, b in wins], np.int64), np.full(len(wins), np.nan), {}
-        for k, (a, b) in enumerate(wins):
-            i0, i1 = np.searchsorted(r.ts, [a, b])
-            ok = np.isfinite(r.value[i0:i1])
-            ts, temp = r.ts[i0:i1][ok], r.value[i0:i1][ok]
-            hold, _ = held(ts, a, b)
-            covered = float(hold.sum()) * S / (b - a)
-            if covered < self.min_coverage:
-                reasons[k] = self.coverage_reason(r, a, b, covered, int(i0), int(i1))
-            else:
-                mean = float(np.sum(temp * hold) / np.sum(hold))
-                value[k] = float(climate.growing_degree_days(mean, self.cfg.gdd_base_c))
-        return output(z.key("gdd"), ends, value, reasons, np.ones(len(wins), bool))
+        base = self.cfg.gdd_base_c
+        return self.per_window(z.key("gdd"), *got, lambda ts, temp, hold, cap, a, b: float(
+            climate.growing_degree_days(float(np.sum(temp * hold) / np.sum(hold)), base)))
