@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.integration.nodeproc import wait
 
 from greennanny.alerts import tables
 from greennanny.alerts.config import NotifierConfig, RuleConfig
@@ -29,15 +30,6 @@ NS = 1_000_000_000
 T0 = 1_767_225_600 * NS
 RULE = RuleConfig(name="hot", quantity="air_temperature", value=30.0)
 EVENT = {"event_id": "ev-1", "event": "firing", "rule": "hot", "series": {"id": 1}, "value": 31.0}
-
-
-def wait(cond: Callable[[], object], timeout: float = 5.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 # -- webhook ---------------------------------------------------------------------------------------
