@@ -211,3 +211,25 @@ def test_rules_from_the_api(store: DuckDBStore) -> None:
         delete_rule(store, "heat", actor="maria", now_ns=T0)
     delete_rule(store, "cold", actor="maria", now_ns=T0)
     assert [x.name for x in AlertEngine(store, cfg).rules] == ["heat"]
+
+
+def test_retention_removes_old_closed_history_and_keeps_what_is_open(tmp_path: Path) -> None:
+    """events_days: a resolved alert of last year goes with its events and delivered rows; a firing
+    alert and an undelivered notification stay."""
+    from greennanny.store.duckdb_maintain import Retention
+
+    s = DuckDBStore(tmp_path / "g.duckdb", retention=Retention(raw_days=0, rollup_1m_days=0, events_days=30))
+    ts = T0 + np.arange(30) * 60 * S
+    write(s, ts, np.r_[np.full(15, 33.0), np.full(15, 25.0)])  # one episode, resolved
+    eng = AlertEngine(s, alerts_cfg(for_s=0))
+    eng.run(int(ts[-1]) + S)
+    for eid, _, _, _ in tables.due(s, "hook", int(ts[-1]) + S):
+        tables.mark(s, eid, "hook", status=tables.DELIVERED, now_ns=int(ts[-1]) + 2 * S)
+    later = ts + 40 * 86_400 * S  # 40 days on: a new episode, still firing, its firing undelivered
+    write(s, later, np.full(30, 34.0))
+    eng.run(int(later[-1]) + S)
+    done = s.maintain(int(later[-1]) + 2 * S)
+    assert (done["alerts_removed"], done["alert_deliveries_removed"], done["alert_events_removed"]) == (1, 2, 2)
+    assert [(a["state"], a["value"]) for a in tables.list_alerts(s)] == [(FIRING, 34.0)]
+    assert [d["status"] for d in tables.deliveries(s)] == ["pending"]
+    s.close()

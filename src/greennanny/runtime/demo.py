@@ -28,7 +28,7 @@ from greennanny.runtime.server import ApiThread, tune_gc
 
 AGC_FILE = "agc2018_cucumber_greenhouse_climate.csv.gz"
 DEMO_RETENTION = ("raw_days", "rollup_1m_days", "rollup_1h_days", "forecasts_days", "ledger_days", "deadletters_days",
-                  "forecasts_thin_after_h")
+                  "forecasts_thin_after_h", "events_days")
 ARCHIVE_FILE = "ssi2026_chirpstack_lorawan_events.csv.gz"
 MARKER = ".greennanny-demo"
 

@@ -34,12 +34,14 @@ class Retention:
     compact_after_h: int = 48
     model_versions_kept: int = 3  # per series, besides production (mlops.registry.Registry.prune)
     forecasts_thin_after_h: int = 48  # scored runs older than this: only each series' latest and first of a day stay
+    events_days: int = 365  # resolved alerts, their events and deliveries, closed health events, gate decisions
 
 
 def retention_from(cfg: Any) -> Retention:
     """The store's policy from a `config.RetentionConfig` (kept apart so the store needs no config)."""
     return Retention(cfg.raw_days, cfg.rollup_1m_days, cfg.rollup_1h_days, cfg.forecasts_days, cfg.ledger_days,
-                     cfg.deadletters_days, cfg.compact_after_h, cfg.model_versions_kept, cfg.forecasts_thin_after_h)
+                     cfg.deadletters_days, cfg.compact_after_h, cfg.model_versions_kept, cfg.forecasts_thin_after_h,
+                     cfg.events_days)
 
 
 class Maintenance:
@@ -125,6 +127,14 @@ class Maintenance:
                 ("ledger_removed", p.ledger_days, "DELETE FROM ledger WHERE received_ns < ?"),
                 ("deadletters_removed", p.deadletters_days, "DELETE FROM deadletters WHERE received_ns < ?"),
                 ("device_events_removed", p.deadletters_days, "DELETE FROM device_events WHERE ts < ?"),
+                ("alerts_removed", p.events_days, "DELETE FROM alerts WHERE state = 'resolved' AND resolved_ns < ?"),
+                ("alert_deliveries_removed", p.events_days,
+                 "DELETE FROM alert_deliveries WHERE status <> 'pending' AND created_ns < ?"),
+                ("alert_events_removed", p.events_days, ("DELETE FROM alert_events WHERE at_ns < ? AND event_id NOT IN "
+                 "(SELECT event_id FROM alert_deliveries) AND alert_id NOT IN (SELECT alert_id FROM alerts)")),
+                ("alert_silences_removed", p.events_days, "DELETE FROM alert_silences WHERE until_ns < ?"),
+                ("mlops_events_removed", p.events_days, "DELETE FROM mlops_events WHERE status <> 'open' AND at_ns < ?"),
+                ("gate_decisions_removed", p.events_days, "DELETE FROM model_gate_decisions WHERE at_ns < ?"),
             ):
                 if (c := cut(days)) is not None:
                     out[name] = int(scalar(self._con, sql.replace("DELETE FROM", "SELECT count(*) FROM", 1), [c]))
