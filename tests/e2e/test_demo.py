@@ -64,6 +64,8 @@ def test_demo_config_keeps_the_demo_data_through_maintenance(tmp_path, shared_di
         assert p.returncode == 0, p.stderr[-2000:]
         return json.loads(p.stdout)
 
+    rules = {r["name"]: r["source"] for r in cli("alerts", "rules")["rules"]}  # the demo's rules are in its config
+    assert rules["heat"] == rules["heat-ahead"] == "config" and "cucumber.vpd.low" in rules
     before = cli("db", "stats")
     done = cli("db", "maintain")
     assert before["raw_points"] > 0 and before["forecast_runs"] > 0

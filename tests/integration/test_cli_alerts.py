@@ -84,11 +84,14 @@ def test_an_operator_lists_acknowledges_and_silences_alerts(tmp_path: Path) -> N
     assert r.returncode != 0 and "no alert 99" in " ".join(r.stderr.split())
     shown = json.loads(cli(cfg_path, "alerts", "show", "1").stdout)
     assert shown["acked_by"] == getpass.getuser() and shown["ack_note"] == "vents open"
+    assert (shown["zone"], shown["quantity"], shown["unit"], shown["op"]) == ("z1", "air_temperature", "degC", "above")
     assert ok_json(cfg_path, "alerts", "list", "--state", "unacked")["alerts"] == []
 
     r = cli(cfg_path, "alerts", "silence", "heat", "--minutes", "60", "--reason", "repairing the vent motor")
     assert r.returncode == 0, r.stderr
     assert ok_json(cfg_path, "alerts", "list")["silences"][0]["reason"] == "repairing the vent motor"
+    r = cli(cfg_path, "alerts", "silence", "nope", "--minutes", "30", "--reason", "x")
+    assert r.returncode != 0 and "no rule 'nope'" in " ".join(r.stderr.split())
 
     rules = {r["name"]: r for r in ok_json(cfg_path, "alerts", "rules")["rules"]}
     assert set(rules) == {"heat", "tomato.z1.relative_humidity.low", "tomato.z1.relative_humidity.high"}

@@ -186,7 +186,7 @@ def test_rule_naming_no_series_is_refused(store: DuckDBStore) -> None:
     cfg = AlertsConfig.model_validate({"rules": [{"name": "co2-high", "quantity": "co2", "value": 1500}]})
     with pytest.raises(ConfigError, match="'co2-high'.*no series of quantity 'co2'"):
         AlertEngine(store, cfg).check()
-    cfg = AlertsConfig.model_validate({"rules": [{"name": "hot-z9", "quantity": "air_temperature", "zone": "z9"}]})
+    cfg = AlertsConfig.model_validate({"rules": [{"name": "hot-z9", "quantity": "air_temperature", "zone": "z9", "value": 30}]})
     with pytest.raises(ConfigError, match=r"'hot-z9'.*zone='z9'.*gh/z1"):
         check_rule_series(store, cfg.rules[0], where="alerts.rules:")
     # a derived quantity whose inputs exist is accepted before its first value
@@ -201,11 +201,13 @@ def test_rules_from_the_api(store: DuckDBStore) -> None:
                  actor="maria", now_ns=T0)
     assert r.clear_level == 10
     with pytest.raises(InputError, match="exists already"):
-        add_rule(store, cfg, {"name": "heat", "quantity": "air_temperature"}, actor="maria", now_ns=T0)
+        add_rule(store, cfg, {"name": "heat", "quantity": "air_temperature", "value": 1}, actor="maria", now_ns=T0)
+    with pytest.raises(InputError, match="value is required for a threshold rule"):
+        add_rule(store, cfg, {"name": "x2", "quantity": "air_temperature"}, actor="maria", now_ns=T0)
     with pytest.raises(InputError, match="quantity"):
-        add_rule(store, cfg, {"name": "x", "quantity": "temp"}, actor="maria", now_ns=T0)
+        add_rule(store, cfg, {"name": "x", "quantity": "temp", "value": 1}, actor="maria", now_ns=T0)
     with pytest.raises(InputError, match="no series of quantity 'co2'"):
-        add_rule(store, cfg, {"name": "y", "quantity": "co2"}, actor="maria", now_ns=T0)
+        add_rule(store, cfg, {"name": "y", "quantity": "co2", "value": 1}, actor="maria", now_ns=T0)
     assert [x.name for x in AlertEngine(store, cfg).rules] == ["heat", "cold"]
     with pytest.raises(InputError, match="config file"):
         delete_rule(store, "heat", actor="maria", now_ns=T0)

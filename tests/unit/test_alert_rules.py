@@ -75,14 +75,16 @@ def test_config_errors_name_the_rule_and_the_value() -> None:
            ({"name": "h", "quantity": "co2", "op": "below", "value": 400, "clear": 300},
             "clear = 300 must be at or above value = 400"),
            ({"name": "h", "quantity": "co2", "kind": "forecast", "probability": 1.5}, "probability"),
-           ({"name": "h", "quantity": "co2", "notify": ["pager"]}, "unknown notifier(s) ['pager']")]
+           ({"name": "h", "quantity": "co2", "value": 1, "notify": ["pager"]}, "unknown notifier(s) ['pager']"),
+           ({"name": "h", "quantity": "co2"}, "value is required for a threshold rule")]
     for body, msg in bad:
         with pytest.raises(ConfigError) as e:
             config_from_dict({"alerts": {"rules": [body]}})
         assert msg in str(e.value), str(e.value)
         assert "alerts" in str(e.value) and ("'h'" in str(e.value) or "[h]" in str(e.value) or "Heat Alarm" in str(e.value))
     with pytest.raises(ConfigError, match="unique: h"):
-        config_from_dict({"alerts": {"rules": [{"name": "h", "quantity": "co2"}, {"name": "h", "quantity": "vpd"}]}})
+        config_from_dict({"alerts": {"rules": [{"name": "h", "quantity": "co2", "value": 1},
+                                               {"name": "h", "quantity": "vpd", "value": 1}]}})
     with pytest.raises(ConfigError, match="url = 'ftp://x' must be an http"):
         config_from_dict({"alerts": {"notifiers": [{"name": "w", "kind": "webhook", "url": "ftp://x"}]}})
 

@@ -437,3 +437,23 @@ def test_agc2022_leaf_vpd_uses_tleaf_ridder_where_present(shared_dir: Path, tmp_
           f"vs mean air VPD {vpd['value'][ok].mean():.3f} kPa on the same rows")
     assert int((~ok).sum()) > 0 and int(ok.sum()) > 12_000
     store.close()
+
+
+def test_no_daily_window_after_the_inputs_last_reading(store: DuckDBStore) -> None:
+    """Fresh-clone finding: history that ended (or a sensor gone silent) got a missing GDD row for
+    every day up to now, seven more each round. Days after the last reading are not derived; when
+    the sensor reports again, the days between are missing with their coverage named."""
+    from greennanny.model import BatchBuilder
+
+    t0 = 1_767_225_600 * 10**9  # 2026-01-01T00:00Z
+    b = BatchBuilder()
+    for i in range(3 * 24 * 12):  # three days at 5 min
+        b.add(SeriesKey("gh", "z1", "th1", "air_temperature"), t0 + i * 300 * 10**9, 20.0)
+    store.write(b.build())
+    cfg = DerivedConfig()
+    d = Deriver(store, cfg, "UTC")
+    for k in range(4):
+        d.run(t0 + (30 + k) * 86_400 * 10**9)  # a month later, four rounds
+    (gdd,) = store.series(quantity="gdd")
+    assert gdd.last_ns is not None and gdd.last_ns <= t0 + 3 * 86_400 * 10**9
+    assert gdd.points <= 3

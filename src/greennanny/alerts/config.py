@@ -65,6 +65,8 @@ class RuleConfig(_Section):
 
     @model_validator(mode="after")
     def _levels(self) -> RuleConfig:
+        if self.kind != "stale" and "value" not in self.model_fields_set:
+            raise ValueError(f"rule {self.name!r}: value is required for a {self.kind} rule (the level it alerts on)")
         if self.clear is not None and self.kind in ("threshold", "rate", "forecast"):
             wrong = self.clear > self.value if self.op == "above" else self.clear < self.value
             if wrong:

@@ -150,7 +150,9 @@ def _open_alert(con: duckdb.DuckDBPyConnection, rule: str, series_id: int) -> in
 
 
 def get_alert(store: DuckDBStore, alert_id: int) -> dict[str, Any]:
-    rows = _dicts(store.reader().execute("SELECT * FROM alerts WHERE alert_id = ?", [alert_id]))
+    rows = _dicts(store.reader().execute(
+        "SELECT a.*, s.site, s.zone, s.device, s.quantity, s.unit FROM alerts a LEFT JOIN series s ON s.id = a.series_id "
+        "WHERE a.alert_id = ?", [alert_id]))
     if not rows:
         raise InputError(f"alert_id: no alert {alert_id}")
     row = rows[0]
@@ -217,13 +219,13 @@ def list_alerts(store: DuckDBStore, *, state: str | None = None, rule: str | Non
         where.append("a.state = 'resolved'")
     elif state == "unacked":
         where.append("a.state = 'firing' AND a.acked_by IS NULL")
-    elif state:
-        raise InputError(f"state: {state!r} is not one of open, firing, unacked, resolved")
+    elif state and state != "all":
+        raise InputError(f"state: {state!r} is not one of open, firing, unacked, resolved, all")
     if rule:
         where.append("a.rule = ?")
         args.append(rule)
     sql = ("SELECT a.*, s.site, s.zone, s.device, s.quantity, s.unit FROM alerts a LEFT JOIN series s ON s.id = a.series_id"
-           + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY a.alert_id DESC LIMIT ?")
+           + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY a.fired_ns DESC, a.alert_id DESC LIMIT ?")
     rows = _dicts(store.reader().execute(sql, args + [int(limit)]))
     for r in rows:
         r["detail"] = json.loads(r["detail"] or "{}")

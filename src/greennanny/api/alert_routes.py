@@ -112,6 +112,9 @@ def alert_router(cfg: Config, store: DuckDBStore, node: Any = None) -> APIRouter
 
     @r.post("/alerts/silence")
     def silence(req: SilenceRequest) -> dict[str, Any]:
+        names = {x.name for x in engine().all_rules()}
+        if req.rule != "*" and req.rule not in names:
+            raise InputError(f"rule: no rule {req.rule!r} (rules: {', '.join(sorted(names)) or 'none'}; * for all)")
         t = now()
         return tables.silence(store, t, rule=req.rule, series_id=req.series_id, until_ns=t + int(req.minutes * 60e9),
                               actor=req.actor, reason=req.reason)

@@ -35,10 +35,23 @@ def _series(a: dict[str, Any]) -> str:
     return f"{a.get('site')}/{a.get('zone')}/{a.get('device')}/{a.get('quantity')}"
 
 
+def _levels(a: dict[str, Any]) -> str:
+    """value (peak) / threshold in the series' unit; a forecast alert's value is a probability, so
+    it shows the forecast's extreme against the level instead."""
+    unit = a.get("unit") or ""
+    if a.get("kind") == "forecast":
+        d = a.get("detail") or {}
+        return f"forecast {_v(d.get('forecast_extreme'))} / {_v(a['threshold'])} {unit}"
+    if a.get("kind") == "stale":
+        return f"silent {_v(a['value'])} s"
+    per_h = "/h" if a.get("kind") == "rate" else ""
+    return f"{_v(a['value'])} ({_v(a['peak'])}) / {_v(a['threshold'])} {unit}{per_h}"
+
+
 def _when(a: dict[str, Any]) -> str:
     d = a.get("detail") or {}
     if a.get("kind") == "forecast" and d.get("expected"):
-        return f"expected {d['expected']} (p={d.get('probability')})"
+        return f"p={d.get('probability')}, expected {d['expected']}"
     if a.get("kind") == "forecast":
         return f"p={d.get('probability')} within {d.get('horizon_h')} h"
     return ""
@@ -63,9 +76,8 @@ def list_(state: str = typer.Option("open", "--state", help="open | unacked | fi
         t = Table("id", "state", "rule", "series", "value (peak) / threshold", "fired", "acked by", "forecast")
         for a in rows:
             state = a["state"] + (f" -> {a['resolved']}" if a["resolved"] else "")
-            t.add_row(str(a["alert_id"]), state, f"{a['rule']} ({a['severity']})", _series(a),
-                      f"{_v(a['value'])} ({_v(a['peak'])}) / {_v(a['threshold'])}", a["fired"], a["acked_by"] or "-",
-                      _when(a))
+            t.add_row(str(a["alert_id"]), state, f"{a['rule']} ({a['severity']})", _series(a), _levels(a), a["fired"],
+                      a["acked_by"] or "-", _when(a))
         console.print(t)
     if body["pending"]:
         console.print(f"{len(body['pending'])} condition(s) pending their minimum duration: "

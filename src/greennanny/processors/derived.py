@@ -420,6 +420,10 @@ class Deriver:
             return None
         wins = self.windows(day_start, z.done.get(quantity), int(info.first_ns or 0) - self.tol_ns,
                             self.settled(info, now_ns))
+        # No window that starts after the input's last reading: a sensor gone silent (or history
+        # that ended) has nothing to say for those days; the stale rule reports the silence. When
+        # it reports again, the days in between are derived (missing, their coverage named).
+        wins = [w for w in wins if w[0] <= int(info.last_ns or 0)]
         if not wins:
             return None
         frame = self.store.query_many([info.id], wins[0][0], wins[-1][1])

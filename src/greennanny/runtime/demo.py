@@ -294,6 +294,10 @@ def _toml(cfg: Config) -> str:
              # default tier, so `db maintain` or `run` with this file would otherwise delete it.
              "[store.retention]\n" + "\n".join(f"{k} = {getattr(cfg.store.retention, k)}"
                                                 for k in DEMO_RETENTION)]
+    for table in ("rules", "profiles"):  # the demo's alert rules, so `alerts rules -c` shows them
+        for item in DEMO_ALERTS[table]:
+            lines.append(f"[[alerts.{table}]]")
+            lines += [f"{k} = {json.dumps(v)}" for k, v in item.items()]
     for eui, d in cfg.devices.items():
         lines.append(f'[devices."{eui}"]')
         for k in ("codec", "model", "field_map", "site", "zone", "name"):
