@@ -46,9 +46,19 @@ wall clock localised in the data set's zone, UTC inside):
   value at the same time, the same runner and conformal intervals; no gate, which would keep its
   first widths forever since each refit forecasts the same); and an early-warning level on the
   actuals, threshold - 1 degC (clear 1 degC lower), 0.5 and 2 degC beside it.
+- `--weather` (default none: the node's default config, no inputs): the data set's outside weather
+  of bench/forecast_accuracy.py's DataSpec (AGC 2018: Tout, Iglob of its meteo file; OSU 2024 has
+  none there, so it runs without) as `[[forecast.inputs]]`, laid onto each run's grid as
+  `forecast.inputs.input_arrays` does (the same `prepare_panel` rules, one site-wide row for every
+  series), read by the lagreg model and blend's lagreg member. `lagged`: observations up to the run's
+  `now` only, what a node with a weather station has. `known`: the measured weather at the
+  forecast's own steps as well, standing in for a perfect weather forecast: an oracle, an optimistic
+  upper bound of what a weather forecast could add, never a node's result (it is passed as the
+  `known` role, the one the node accepts for a stored weather forecast, so the refresh and the gate
+  run unchanged).
 
 Run:
-    .venv/bin/python bench/forecast_alerts.py [--jobs 2] [--json]
+    .venv/bin/python bench/forecast_alerts.py [--jobs 2] [--json] [--weather none|lagged|known]
 """
 
 from __future__ import annotations
@@ -72,7 +82,7 @@ from greennanny.alerts.machine import Track
 from greennanny.alerts.rules import crossing, level, step_probability
 from greennanny.config import ForecastConfig
 from greennanny.forecast.base import ForecastResult
-from greennanny.forecast.panel import Panel
+from greennanny.forecast.panel import Exog, Panel
 from greennanny.forecast.quality import PreparedPanel, QualityRules, prepare_panel
 from greennanny.forecast.refresh import Choice, merge, refresh, refreshable, remember, take
 from greennanny.forecast.runner import forecast_panel
@@ -94,8 +104,13 @@ CLEAR_MARGIN = 1.0  # degC below the threshold (or the early-warning level) that
 MIN_CROSSING_DAYS = 10
 TARGETS = {"lead_min": 60.0, "precision": 0.6, "recall": 0.8}
 AUTO, NAIVE, EARLY = "greennanny (auto)", "seasonal naive", "early warning 1 degC"
-DATASETS = tuple(fa.DataSpec(s.name, s.path, s.time_col, s.series_cols[:1], s.tz, s.group_col)
-                 for s in fa.DATASETS[:2])  # air temperature: AGC 2018 Tair, OSU 2024 T Air
+DATASETS = tuple(fa.DataSpec(s.name, s.path, s.time_col, s.series_cols[:1], s.tz, s.group_col, s.weather,
+                             s.weather_cols)
+                 for s in fa.DATASETS[:2])  # air temperature: AGC 2018 Tair, OSU 2024 T Air (+ their weather)
+WEATHER = {"none": "no inputs (the node's defaults)",
+           "lagged": "outside weather observed up to each run (lagged input)",
+           "known": "ORACLE: the measured outside weather at the forecast's steps, standing in for a perfect "
+                    "weather forecast (known input; an optimistic upper bound)"}
 
 
 # ---------------------------------------------------------------- episodes and matching (unit-tested)
@@ -375,10 +390,52 @@ def load_air(spec: fa.DataSpec, only: Sequence[str] | None = None) -> tuple[list
     return names, sid[order], ts[order], val[order]
 
 
+@dataclass
+class Weather:
+    """A data set's outside weather in time order, long form (`load_weather`), and its role."""
+
+    names: list[str]
+    sid: np.ndarray
+    ts: np.ndarray
+    val: np.ndarray
+    role: str  # lagged | known
+
+
+def load_weather(spec: fa.DataSpec, role: str) -> Weather:
+    """The weather columns of `spec` (as `fa.weather_inputs` reads them: wall clock localised in
+    the data set's zone), one long series each, in time order."""
+    assert spec.weather is not None and role in ("lagged", "known")
+    df = pd.read_csv(spec.weather)
+    df.columns = [c.strip() for c in df.columns]
+    ts = fa.localize_wall_clock(df[spec.time_col], spec.tz, pd.Series("weather", index=df.index))
+    parts = []
+    for k, c in enumerate(spec.weather_cols):
+        v = pd.to_numeric(df[c], errors="coerce").to_numpy(np.float64)
+        keep = np.isfinite(v) & (ts != np.iinfo(np.int64).min)
+        parts.append((np.full(int(keep.sum()), k), ts[keep], v[keep]))
+    sid, t, v = (np.concatenate(p) for p in zip(*parts))
+    order = np.argsort(t, kind="stable")
+    return Weather([f"{c} (outside)" for c in spec.weather_cols], sid[order], t[order], v[order], role)
+
+
+def weather_exog(w: Weather, n_series: int, *, step_ns: int, end_ns: int, length: int, horizon: int,
+                 rules: QualityRules, now_ns: int) -> dict[str, Exog]:
+    """`forecast.inputs.input_arrays` on the bench's weather: the site's station serves every
+    series; a lagged input is read up to `now_ns` (inclusive), a known one over the horizon too."""
+    ahead = horizon if w.role == "known" else 0
+    stop = end_ns + ahead * step_ns
+    read_to = stop if w.role == "known" else min(stop, now_ns + 1)
+    lo, hi = np.searchsorted(w.ts, end_ns - length * step_ns), np.searchsorted(w.ts, read_to)
+    grid = prepare_panel(w.sid[lo:hi], w.ts[lo:hi], w.val[lo:hi], step_ns=step_ns, end_ns=stop, length=length + ahead,
+                         rules=rules, series_ids=np.arange(len(w.names))).panel
+    return {name: Exog(np.tile(grid.values[k], (n_series, 1)), w.role) for k, name in enumerate(w.names)}
+
+
 def replay(names: list[str], sid: np.ndarray, ts: np.ndarray, val: np.ndarray, tz: str, first_ns: int, last_ns: int,
-           steps: int, every_ns: int, gate: bool, cfg: ForecastConfig | None = None) -> Replay:
+           steps: int, every_ns: int, gate: bool, cfg: ForecastConfig | None = None,
+           weather: Weather | None = None) -> Replay:
     """Run the node's forecasting every `every_ns` from `first_ns` (+ 5 s) while runs are <= last_ns,
-    on readings in time order (`load_air`)."""
+    on readings in time order (`load_air`), with `weather` as the forecasts' inputs when given."""
     cfg = cfg or ForecastConfig()
     step = cfg.step_min * MIN_NS
     season, horizon, length = DAY_NS // step, cfg.horizon_h * HOUR_NS // step, cfg.history_days * DAY_NS // step
@@ -397,7 +454,9 @@ def replay(names: list[str], sid: np.ndarray, ts: np.ndarray, val: np.ndarray, t
         prepared = prepare_panel(sid[lo:hi], ts[lo:hi], val[lo:hi], step_ns=step, end_ns=end, length=length,
                                  rules=rules, series_ids=np.arange(n))
         p = prepared.panel
-        prepared.panel = Panel(p.series_ids, p.start_ns, p.step_ns, p.values, None, tz)
+        exog = None if weather is None else weather_exog(weather, n, step_ns=step, end_ns=end, length=length,
+                                                         horizon=horizon, rules=rules, now_ns=now)
+        prepared.panel = Panel(p.series_ids, p.start_ns, p.step_ns, p.values, exog, tz)
         starts[r] = end
         for eng in engines:
             res = serve(eng, prepared, now, cfg, horizon=horizon, season=season, min_steps=min_steps)
@@ -530,7 +589,14 @@ def evaluate(spec: fa.DataSpec, args: argparse.Namespace) -> dict[str, Any]:
     names, sid, ts, val = load_air(spec)
     first, last = replay_span(ts, spec.tz, args.days)
     steps = int(max(HORIZONS_H) * HOUR_NS // (ForecastConfig().step_min * MIN_NS)) + 1
-    rep = replay(names, sid, ts, val, spec.tz, first, last, steps, args.every_min * MIN_NS, not args.no_gate)
+    role = getattr(args, "weather", "none")
+    if role != "none" and spec.weather is None:
+        weather, used = None, f"none: {spec.name} has no weather in forecast_accuracy's DataSpec"
+    else:
+        weather = None if role == "none" else load_weather(spec, role)
+        used = WEATHER[role] + ("" if weather is None else f" ({', '.join(weather.names)})")
+    rep = replay(names, sid, ts, val, spec.tz, first, last, steps, args.every_min * MIN_NS, not args.no_gate,
+                 weather=weather)
     per_series: list[dict[str, Any]] = []
     pooled: dict[str, Match] = {}
     sweep: dict[str, Match] = {}
@@ -555,6 +621,7 @@ def evaluate(spec: fa.DataSpec, args: argparse.Namespace) -> dict[str, Any]:
         "runs": int(rep.run_ns.size),
         "every_min": args.every_min,
         "actual_for_min": args.actual_for_min,
+        "weather": used,
         "replay_s": round(rep.seconds, 1),
         "engines": rep.info,
         "max_abs_crossing_vs_vectorised": check,
@@ -569,6 +636,7 @@ def print_dataset(spec: fa.DataSpec, out: dict[str, Any]) -> None:
     print(f"\n### {spec.name}: {spec.path.name} ({spec.series_cols[0]}; {spec.tz})")
     print(f"{info['series']} series; runs every {info['every_min']} min from {info['replay_first']} to "
           f"{info['replay_last']} ({info['runs']} runs, replayed in {info['replay_s']} s)")
+    print(f"forecast inputs: {info.get('weather', WEATHER['none'])}")
     for eng, e in info["engines"].items():
         print(f"  {eng}: {e['refits']} refits, gate promoted {e['gate_promoted']} / kept production "
               f"{e['gate_kept']}; forecasts served by {', '.join(f'{k} {v}' for k, v in sorted(e['served'].items()))}")
@@ -678,6 +746,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--datasets", default=",".join(s.name for s in DATASETS), help="comma-separated data set names")
     ap.add_argument("--no-gate", action="store_true", help="every refit goes live (the node's gate is on by default)")
     ap.add_argument("--jobs", type=int, default=1, help="data sets replayed in parallel processes (1 or 2 here)")
+    ap.add_argument("--weather", choices=tuple(WEATHER), default="none",
+                    help="outside weather as forecast inputs: none (default, the node's defaults); lagged (observed "
+                         "up to each run); known (ORACLE: the measured weather at the forecast's steps standing in "
+                         "for a perfect weather forecast, an optimistic upper bound)")
     ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = ap.parse_args(argv)
     wanted = [n.strip() for n in args.datasets.split(",") if n.strip()]
@@ -691,6 +763,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           + ", ".join(f"{k} {v}" for k, v in env.items()))
     print(f"thresholds: the {args.quantile:g} quantile of each series' daily maxima (0.1 degC), >= {MIN_CROSSING_DAYS}"
           f" crossing days; actual rule clears {CLEAR_MARGIN:g} degC below. Matching window H = the rule's horizon.")
+    print(f"forecast inputs (--weather {args.weather}): {WEATHER[args.weather]}")
     results: dict[str, dict[str, Any]] = {}
     if args.jobs > 1 and len(wanted) > 1:
         with ProcessPoolExecutor(max_workers=min(args.jobs, len(wanted))) as pool:
@@ -744,7 +817,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps({
             "machine": env,
             "protocol": {"quantile": args.quantile, "every_min": args.every_min, "actual_for_min": args.actual_for_min,
-                         "days": args.days,
+                         "days": args.days, "weather": args.weather,
                          "gate": not args.no_gate, "default_horizon_h": DEFAULT_H, "default_probability": DEFAULT_P,
                          "clear_margin": CLEAR_MARGIN, "targets": TARGETS},
             "datasets": {k: {"info": o["info"], "per_series": o["per_series"], "pooled": dump(o["pooled"]),
