@@ -30,6 +30,7 @@ import numpy as np
 from greennanny.errors import InputError, UnknownVersion
 from greennanny.mlops.registry import _audit, _dicts
 from greennanny.store.duckdb import DuckDBStore
+from greennanny.store.duckdb_sql import scalar
 
 SENSOR_FAULT = "sensor_fault"
 OPEN, ACCEPTED, CALIBRATED, CLOSED = "open", "accepted", "calibrated", "closed"
@@ -69,7 +70,7 @@ class Events:
             return []
 
         def tx(con: duckdb.DuckDBPyConnection) -> list[int]:
-            first = int(con.execute("SELECT coalesce(max(event_id), 0) + 1 FROM mlops_events").fetchone()[0])  # type: ignore[index]
+            first = int(scalar(con, "SELECT coalesce(max(event_id), 0) + 1 FROM mlops_events"))
             ids = list(range(first, first + len(new)))
             for eid, f in zip(ids, new):
                 body = json.dumps(f.evidence, sort_keys=True, default=_plain)

@@ -28,6 +28,7 @@ from greennanny.forecast.refresh import Choice
 from greennanny.mlops import artifacts
 from greennanny.mlops.gate import Decision
 from greennanny.store.duckdb import DuckDBStore
+from greennanny.store.duckdb_sql import first_row
 
 PRODUCTION = "production"
 CANDIDATE = "candidate"
@@ -316,8 +317,8 @@ class Registry:
 
     def candidate(self, series_id: int) -> int | None:
         """The version the gate kept out of production (the newest refit), if any."""
-        row = self.store.reader().execute("SELECT version FROM model_aliases WHERE alias = ? AND series_id = ?",
-                                          [CANDIDATE, int(series_id)]).fetchone()
+        row = first_row(self.store.reader(), "SELECT version FROM model_aliases WHERE alias = ? AND series_id = ?",
+                        [CANDIDATE, int(series_id)])
         return None if row is None else int(row[0])
 
     def gate_decisions(self, series_id: int | None = None, limit: int = 100) -> list[dict[str, Any]]:

@@ -66,7 +66,7 @@ from greennanny.store.duckdb_failures import Failures
 from greennanny.store.duckdb_maintain import Maintenance, Retention, retention_from
 from greennanny.store.duckdb_node import NodeTables
 from greennanny.store.duckdb_rewrite import FileRewrite
-from greennanny.store.duckdb_sql import META, SCHEMA, first_line, scalar
+from greennanny.store.duckdb_sql import META, SCHEMA, first_line, first_row, scalar
 from greennanny.store.points import HI, LO, PointTables, scale_of
 
 log = logging.getLogger("greennanny.store")
@@ -149,7 +149,7 @@ class DuckDBStore(Failures, FileRewrite, NodeTables, Maintenance):
 
     # -- housekeeping -------------------------------------------------------------------------
     def _check_version(self, read_only: bool) -> None:
-        row = self._con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        row = first_row(self._con, "SELECT value FROM meta WHERE key='schema_version'")
         if row is None:
             if not read_only:
                 self._con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])

@@ -18,7 +18,7 @@ import pandas as pd
 
 from greennanny.model import Batch, SeriesKey
 from greennanny.store.base import DeviceRecord, WriteResult
-from greennanny.store.duckdb_sql import scalar
+from greennanny.store.duckdb_sql import first_row, scalar
 
 
 class NodeTables:
@@ -207,12 +207,13 @@ class NodeTables:
 
     def latest_forecast(self, series_id: int) -> tuple[dict[str, Any], pd.DataFrame] | None:
         cur = self._cur()
-        row = cur.execute(
+        row = first_row(
+            cur,
             "SELECT run_id, made_ns, start_ns, step_ns, horizon, model, backtest_mae, backtest_mase, "
             "runner_up, runner_up_mase, fallback_reason FROM forecast_runs WHERE series_id = ? "
             "ORDER BY made_ns DESC, run_id DESC LIMIT 1",
             [series_id],
-        ).fetchone()
+        )
         if row is None:
             return None
         cols = ("run_id", "made_ns", "start_ns", "step_ns", "horizon", "model", "backtest_mae",

@@ -18,6 +18,14 @@ def scalar(con: duckdb.DuckDBPyConnection, sql: str, args: list[Any] | None = No
     return rows[0][0]
 
 
+def first_row(con: duckdb.DuckDBPyConnection, sql: str, args: list[Any] | None = None) -> tuple[Any, ...] | None:
+    """The first row of a query, or None; read to its end for the same reason as `scalar`, and
+    because DuckDB 2 refuses `register` and `sql` on a connection whose last result was read only
+    in part ('connection has an unfinished result from execute()')."""
+    rows = con.execute(sql, args or []).fetchall()
+    return rows[0] if rows else None
+
+
 def first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
