@@ -235,3 +235,31 @@ def test_retention_removes_old_closed_history_and_keeps_what_is_open(tmp_path: P
     assert [(a["state"], a["value"]) for a in tables.list_alerts(s)] == [(FIRING, 34.0)]
     assert [d["status"] for d in tables.deliveries(s)] == ["pending"]
     s.close()
+
+
+def test_tracks_round_trip_through_the_store_set_wise(store: DuckDBStore) -> None:
+    """commit_round writes every track in one statement: a second round replaces the rows (no
+    duplicates), NaN value/peak come back as NaN (stored NULL), a firing alert shows its track's
+    latest value and peak, and a track with no alert keeps alert_id empty."""
+    write(store, T0 + np.arange(3) * 60 * S, np.array([31.0, 31.5, 32.0]))
+    write(store, T0 + np.arange(3) * 60 * S, np.array([20.0, 20.0, 20.0]), SeriesKey("gh", "z2", "th2", "air_temperature"))
+    eng = AlertEngine(store, alerts_cfg(for_s=0))
+    eng.run(T0 + 3 * 60 * S)
+    tracks = tables.load_tracks(store)
+    assert len(tracks) == 2
+    firing = [t for t in tracks.values() if t.state == FIRING]
+    quiet = [t for t in tracks.values() if t.state == OK]
+    assert len(firing) == 1 and len(quiet) == 1 and quiet[0].alert_id is None
+    aid = firing[0].alert_id
+    assert aid is not None and firing[0].peak == 32.0
+    # the next round: a hotter reading moves the alert's value and peak, the rows are replaced
+    write(store, np.array([T0 + 3 * 60 * S]), np.array([33.0]))
+    eng.run(T0 + 4 * 60 * S)
+    assert store.reader().execute("SELECT count(*) FROM alert_tracks").fetchall() == [(2,)]
+    assert store.reader().execute("SELECT value, peak FROM alerts WHERE alert_id = ?", [aid]).fetchall() == [(33.0, 33.0)]
+    t = Track("heat", 99, OK, 0, T0, None, math.nan, math.nan)
+    tables.commit_round(store, T0 + 5 * 60 * S, [t], [])
+    again = tables.load_tracks(store)[("heat", 99)]
+    assert math.isnan(again.value) and math.isnan(again.peak) and again.last_ts == T0
+    assert store.reader().execute("SELECT value IS NULL, peak IS NULL FROM alert_tracks WHERE series_id = 99"
+                                  ).fetchall() == [(True, True)]

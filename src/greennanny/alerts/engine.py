@@ -98,9 +98,12 @@ class AlertEngine:
     def targets(self, rule: RuleConfig) -> list[str]:
         return list(rule.notify) or self.notifiers
 
-    def _series(self, rule: RuleConfig) -> list[SeriesInfo]:
-        return self.store.series(site=rule.site or None, zone=rule.zone or None, quantity=rule.quantity,
-                                 device=rule.device or None)
+    @staticmethod
+    def _series(rule: RuleConfig, every: Sequence[SeriesInfo]) -> list[SeriesInfo]:
+        """The rule's series out of the round's one listing (a listing per rule cost a summary
+        query over the tiers each)."""
+        return [s for s in every if s.key.quantity == rule.quantity and (not rule.site or s.key.site == rule.site)
+                and (not rule.zone or s.key.zone == rule.zone) and (not rule.device or s.key.device == rule.device)]
 
     def _track(self, rule: RuleConfig, sid: int) -> Track:
         key = (rule.name, sid)
@@ -116,8 +119,9 @@ class AlertEngine:
         changes: list[Change] = []
         touched: dict[tuple[str, int], Track] = {}
         intervals = {d.dev_eui: d.interval_s for d in self.store.devices() if d.interval_s}
+        every = self.store.series()
         for rule in self.rules:
-            infos = self._series(rule)
+            infos = self._series(rule, every)
             stats.series += len(infos)
             if not infos:
                 continue
@@ -159,8 +163,9 @@ class AlertEngine:
         df = self.store.query_many(list(starts), min(starts.values()) - back, now_ns + 1)
         df = df[df["quality"].to_numpy() == int(Quality.OK)]  # flagged readings never raise or clear an alert
         out = []
+        by_id = {i.id: i for i in infos}
         for sid, g in df.groupby("series_id", sort=True):
-            info = next(i for i in infos if i.id == int(sid))  # type: ignore[call-overload]
+            info = by_id[int(sid)]  # type: ignore[call-overload]
             ts = g["ts"].to_numpy(np.int64)
             v = g["value"].to_numpy(np.float64)
             if rule.kind == "rate":

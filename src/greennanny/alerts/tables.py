@@ -22,11 +22,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import duckdb
+import numpy as np
+import pandas as pd
 
 from greennanny.alerts.machine import FIRING, RESOLVED, Track, Transition
 from greennanny.errors import InputError
 from greennanny.mlops.registry import _audit, _dicts
 from greennanny.store.duckdb import DuckDBStore
+from greennanny.store.duckdb_sql import scalar
 
 PENDING_DELIVERY, DELIVERED, SILENCED, FAILED = "pending", "delivered", "silenced", "failed"
 
@@ -34,8 +37,6 @@ PENDING_DELIVERY, DELIVERED, SILENCED, FAILED = "pending", "delivered", "silence
 def iso(ns: int | None) -> str | None:
     if ns is None:
         return None
-    import pandas as pd
-
     return pd.Timestamp(int(ns), unit="ns", tz="UTC").isoformat().replace("+00:00", "Z")
 
 
@@ -59,15 +60,14 @@ class Change:
 
 
 def _silenced(con: duckdb.DuckDBPyConnection, rule: str, series_id: int, at_ns: int) -> bool:
-    row = con.execute("SELECT count(*) FROM alert_silences WHERE (rule = ? OR rule = '*') "
-                      "AND (series_id IS NULL OR series_id = ?) AND until_ns > ?", [rule, series_id, at_ns]).fetchone()
-    return bool(row and row[0])
+    return bool(scalar(con, "SELECT count(*) FROM alert_silences WHERE (rule = ? OR rule = '*') "
+                       "AND (series_id IS NULL OR series_id = ?) AND until_ns > ?", [rule, series_id, at_ns]))
 
 
 def _event(con: duckdb.DuckDBPyConnection, now_ns: int, alert_id: int, kind: str, payload: dict[str, Any],
            notifiers: Sequence[str], silenced: bool) -> str:
     event_id = uuid.uuid4().hex
-    seq = int(con.execute("SELECT coalesce(max(seq), 0) + 1 FROM alert_events").fetchone()[0])  # type: ignore[index]
+    seq = int(scalar(con, "SELECT coalesce(max(seq), 0) + 1 FROM alert_events"))
     payload = {"event_id": event_id, "seq": seq, "event": kind, **payload}
     con.execute("INSERT INTO alert_events VALUES (?, ?, ?, ?, ?, ?)",
                 [seq, event_id, alert_id, now_ns, kind, json.dumps(payload, sort_keys=True, default=str)])
@@ -100,7 +100,7 @@ def commit_round(store: DuckDBStore, now_ns: int, tracks: Sequence[Track], chang
 
     def tx(con: duckdb.DuckDBPyConnection) -> list[str]:
         events: list[str] = []
-        next_id = int(con.execute("SELECT coalesce(max(alert_id), 0) + 1 FROM alerts").fetchone()[0])  # type: ignore[index]
+        next_id = int(scalar(con, "SELECT coalesce(max(alert_id), 0) + 1 FROM alerts"))
         for ch in changes:
             t, tr, rule = ch.track, ch.transition, ch.rule
             aid: int | None
@@ -129,24 +129,35 @@ def commit_round(store: DuckDBStore, now_ns: int, tracks: Sequence[Track], chang
             row = _dicts(con.execute("SELECT * FROM alerts WHERE alert_id = ?", [aid]))[0]
             events.append(_event(con, now_ns, aid, tr.kind, _payload(row, ch.series), ch.notifiers,
                                  _silenced(con, rule.name, t.series_id, tr.at_ns)))
-        live = [[_num(t.value), _num(t.peak), t.alert_id] for t in tracks if t.state == FIRING and t.alert_id]
-        if live:  # a firing alert shows its latest value and the episode's extreme
-            con.executemany("UPDATE alerts SET value = ?, peak = ? WHERE alert_id = ?", live)
-        if tracks:
-            con.execute("DELETE FROM alert_tracks WHERE list_contains(?, rule || '/' || series_id::VARCHAR)",
-                        [[f"{t.rule}/{t.series_id}" for t in tracks]])
-            con.executemany("INSERT INTO alert_tracks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                            [[t.rule, t.series_id, t.state, t.since_ns, t.last_ts, t.alert_id, _num(t.value),
-                              _num(t.peak)] for t in tracks])
+        if tracks:  # set-wise through a registered frame: a row at a time cost ~0.7 ms a track
+            frame = pd.DataFrame({
+                "rule": [t.rule for t in tracks], "series_id": np.array([t.series_id for t in tracks], np.int32),
+                "state": [t.state for t in tracks], "since_ns": np.array([t.since_ns for t in tracks], np.int64),
+                "last_ts": np.array([t.last_ts for t in tracks], np.int64),
+                "alert_id": pd.array([t.alert_id for t in tracks], dtype="Int64"),
+                "value": np.array([t.value for t in tracks], np.float64),
+                "peak": np.array([t.peak for t in tracks], np.float64)})
+            con.register("_tracks", frame)
+            try:
+                con.execute("DELETE FROM alert_tracks t USING _tracks n WHERE t.rule = n.rule AND t.series_id = n.series_id")
+                con.execute("INSERT INTO alert_tracks SELECT rule, series_id, state, since_ns, last_ts, alert_id, "
+                            "CASE WHEN isnan(value) THEN NULL ELSE value END, "
+                            "CASE WHEN isnan(peak) THEN NULL ELSE peak END FROM _tracks")
+                # a firing alert shows its latest value and the episode's extreme
+                con.execute("UPDATE alerts SET value = CASE WHEN isnan(n.value) THEN NULL ELSE n.value END, "
+                            "peak = CASE WHEN isnan(n.peak) THEN NULL ELSE n.peak END FROM _tracks n "
+                            "WHERE alerts.alert_id = n.alert_id AND n.state = 'firing'")
+            finally:
+                con.unregister("_tracks")
         return events
 
     return store.transaction(tx)
 
 
 def _open_alert(con: duckdb.DuckDBPyConnection, rule: str, series_id: int) -> int | None:
-    row = con.execute("SELECT max(alert_id) FROM alerts WHERE rule = ? AND series_id = ? AND state = ?",
-                      [rule, series_id, FIRING]).fetchone()
-    return None if row is None or row[0] is None else int(row[0])
+    aid = scalar(con, "SELECT max(alert_id) FROM alerts WHERE rule = ? AND series_id = ? AND state = ?",
+                 [rule, series_id, FIRING])
+    return None if aid is None else int(aid)
 
 
 def get_alert(store: DuckDBStore, alert_id: int) -> dict[str, Any]:
@@ -193,7 +204,7 @@ def silence(store: DuckDBStore, now_ns: int, *, rule: str, series_id: int | None
         raise InputError("reason: a silence needs a reason (it is audited)")
 
     def tx(con: duckdb.DuckDBPyConnection) -> int:
-        sid = int(con.execute("SELECT coalesce(max(silence_id), 0) + 1 FROM alert_silences").fetchone()[0])  # type: ignore[index]
+        sid = int(scalar(con, "SELECT coalesce(max(silence_id), 0) + 1 FROM alert_silences"))
         con.execute("INSERT INTO alert_silences VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [sid, rule, series_id, until_ns, now_ns, actor, reason])
         _audit(con, now_ns, actor, "alert_silence", f"rule {rule}",
@@ -251,9 +262,9 @@ def due(store: DuckDBStore, notifier: str, now_ns: int, limit: int = 100) -> lis
 
 
 def next_due_ns(store: DuckDBStore, notifier: str) -> int | None:
-    row = store.reader().execute("SELECT min(next_ns) FROM alert_deliveries WHERE notifier = ? AND status = ?",
-                                 [notifier, PENDING_DELIVERY]).fetchone()
-    return None if row is None or row[0] is None else int(row[0])
+    due = scalar(store.reader(), "SELECT min(next_ns) FROM alert_deliveries WHERE notifier = ? AND status = ?",
+                 [notifier, PENDING_DELIVERY])
+    return None if due is None else int(due)
 
 
 def mark(store: DuckDBStore, event_id: str, notifier: str, *, status: str, now_ns: int, next_ns: int | None = None,
