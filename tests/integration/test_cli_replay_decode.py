@@ -35,7 +35,7 @@ def test_replay_of_a_climate_csv_arrives_as_json_messages(mosquitto, tmp_path):
                "--zone-col", "house", "--site", "osu", "--map", "T=air_temperature:degF",
                "--map", "RH=relative_humidity")
         assert r.returncode == 0, r.stderr
-        assert "published 14 messages, 14 acknowledged" in r.stderr
+        assert "published 14 messages, 14 acknowledged" in r.stdout
         end = time.monotonic() + 20
         while node.stats.messages < 14 and time.monotonic() < end:
             time.sleep(0.1)

@@ -105,9 +105,9 @@ def open_backend(cfg: Config, *, prefer: str = "auto") -> Iterator[Backend]:
     from greennanny.store.duckdb import DuckDBStore, retention_from
 
     if not cfg.store_path.exists():  # a new user's first trap: the CLI's default config is not the demo's
-        from greennanny.cli.common import console
+        from greennanny.cli.common import err
 
-        console.print(f"note: no store at {cfg.store_path} yet, so a new empty one is used (is -c your node's "
+        err.print(f"note: no store at {cfg.store_path} yet, so a new empty one is used (is -c your node's "
                       "config? the demo's is demo-data/greennanny.toml)", highlight=False)
     try:
         store = DuckDBStore(cfg.store_path, retention=retention_from(cfg.store.retention))

@@ -17,7 +17,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from greennanny.config import Config, config_from_dict, load_config
 from greennanny.errors import ConfigError, GreennannyError
 
-console = Console(stderr=True)
+# Results (tables, confirmations) go to stdout, so that they pipe (`| less`, `> file`, `| grep`);
+# errors, notes and progress bars go to stderr. Off a terminal rich assumes 80 columns and folds a
+# table's cells, so a pipe gets a wide console unless COLUMNS says otherwise.
+console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 200)
+err = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 ViaOpt = typer.Option("auto", "--via", help="auto: the node's API if one runs, else the file; api; file.")
@@ -58,10 +62,10 @@ def friendly(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except ConfigError as exc:
-            console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+            err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
             raise typer.Exit(2) from None
         except GreennannyError as exc:
-            console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+            err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
@@ -75,7 +79,7 @@ def progress_bar(*, after: str = "", remaining: bool = False, transient: bool = 
     if after:
         cols.append(TextColumn(after))
     cols.append(TimeRemainingColumn() if remaining else TimeElapsedColumn())
-    return Progress(*cols, console=console, disable=not console.is_terminal, transient=transient)
+    return Progress(*cols, console=err, disable=not err.is_terminal, transient=transient)
 
 
 def relative_time(text: str | None, option: str, now_ns: int) -> str | None:

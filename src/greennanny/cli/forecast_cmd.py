@@ -20,6 +20,7 @@ from greennanny.cli.common import (
     ConfigOpt,
     ViaOpt,
     console,
+    err,
     friendly,
     print_json,
     progress_bar,
@@ -78,7 +79,7 @@ def run(series: list[int] = SeriesOpt, at: str = AtOpt, as_json: bool = typer.Op
         print_json(body)
         return
     if not body["series_considered"]:
-        console.print(f"no series of {', '.join(cfg.forecast.quantities)} has a reading in the "
+        err.print(f"no series of {', '.join(cfg.forecast.quantities)} has a reading in the "
                       f"{cfg.forecast.history_days} days before {'now' if at is None else at}"
                       "; for imported history give --at (a time near its end)")
         return
@@ -153,7 +154,7 @@ def backtest(series: list[int] = SeriesOpt, at: str = AtOpt,
         return
     rows = body["series"]
     if not rows:
-        console.print("no series to backtest in the history window; for imported history give --at")
+        err.print("no series to backtest in the history window; for imported history give --at")
         return
     used = names or sorted({k[:-5] for r in rows for k in r if k.endswith("_mase")})
     t = Table("series", "quantity", "zone", *(f"{m} MASE" for m in used), "choice", "runner-up", "note")

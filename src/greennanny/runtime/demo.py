@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from greennanny.cli.common import console
+from greennanny.cli.common import err as console  # the demo's notes and summary: stderr, so --json stays clean
 from greennanny.config import Config, config_from_dict
 from greennanny.errors import BrokerError, ConfigError
 from greennanny.ingest import replay
