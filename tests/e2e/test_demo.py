@@ -94,7 +94,8 @@ def test_demo_stays_up_serving_the_dashboard_until_ctrl_c(tmp_path):
     import httpx
 
     proc = subprocess.Popen([sys.executable, "-m", "greennanny.cli.main", "demo", "--simulator",
-                             "--data-dir", str(tmp_path / "demo")], stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+                             "--data-dir", str(tmp_path / "demo")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=tmp_path)  # the summary (a few KB) waits in the stdout pipe
     try:
         url = None
         end = time.monotonic() + 300
@@ -111,9 +112,12 @@ def test_demo_stays_up_serving_the_dashboard_until_ctrl_c(tmp_path):
         page = httpx.get(url + "/")
         assert page.status_code == 200 and "plotly.min.js" in page.text
         assert len(httpx.get(url + "/series").json()) >= 10
-        broker_port = int(re.search(r"mqtt://127\.0\.0\.1:(\d+)", "".join(seen)).group(1))
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0
+        assert proc.stdout is not None
+        out = proc.stdout.read()  # the summary is a result: stdout; notes and the dashboard line: stderr
+        assert "greennanny demo summary" in out and "greennanny demo summary" not in "".join(seen)
+        broker_port = int(re.search(r"mqtt://127\.0\.0\.1:(\d+)", out).group(1))
         # Ctrl-C stopped the private broker too.
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", broker_port), timeout=1).close()

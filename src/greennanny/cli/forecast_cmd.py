@@ -113,7 +113,7 @@ def show(series_id: int, as_json: bool = typer.Option(False, "--json", help="Pri
     if body["fallback_reason"]:
         console.print(f"[yellow]fallback:[/yellow] {body['fallback_reason']}")
     elif _kept_by_margin(body, cfg.forecast.models[0]):
-        console.print(f"note: {body['model']} stays the choice unless another model's backtest MASE is "
+        err.print(f"note: {body['model']} stays the choice unless another model's backtest MASE is "
                       f"{cfg.forecast.prefer_margin:.0%} lower ([forecast] prefer_margin)", highlight=False, markup=False)
     t = Table("time (UTC)", "mean", "80 %", "95 %")
     for ts, m, lo, hi, lo95, hi95 in zip(body["ts"], body["mean"], body["lo80"], body["hi80"], body["lo95"],

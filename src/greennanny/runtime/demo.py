@@ -17,7 +17,8 @@ from typing import Any
 
 import pandas as pd
 
-from greennanny.cli.common import err as console  # the demo's notes and summary: stderr, so --json stays clean
+from greennanny.cli.common import console as results
+from greennanny.cli.common import err as console  # the demo's notes and status: stderr; its summary: stdout
 from greennanny.config import Config, config_from_dict
 from greennanny.errors import BrokerError, ConfigError
 from greennanny.ingest import replay
@@ -141,7 +142,7 @@ def run_demo(*, once: bool, broker: str | None, data_dir: Path, port: int, simul
         _print_summary(summary, as_json)
         if not as_json:
             console.print(f"explore the demo's store with its config, e.g. [bold]{_cli_name()} series list -c "
-                          f"{data_dir / 'greennanny.toml'}[/]", highlight=False)
+                          f"{data_dir / 'greennanny.toml'}[/]", highlight=False, soft_wrap=True)
         if not once:
             console.print(f"\n[bold green]dashboard:[/] {cfg.api_url}/   (API docs: {cfg.api_url}/docs)  "
                           f"Ctrl-C to stop", highlight=False)
@@ -283,7 +284,7 @@ def _print_summary(s: dict[str, Any], as_json: bool) -> None:
     t = Table(title="greennanny demo summary", show_header=False)
     for k, v in s.items():
         t.add_row(k, json.dumps(v, default=str) if isinstance(v, (dict, list)) else str(v))
-    console.print(t)
+    results.print(t)
 
 
 def _toml(cfg: Config) -> str:
