@@ -137,15 +137,13 @@ def commit_round(store: DuckDBStore, now_ns: int, tracks: Sequence[Track], chang
                 "alert_id": pd.array([t.alert_id for t in tracks], dtype="Int64"),
                 "value": np.array([t.value for t in tracks], np.float64),
                 "peak": np.array([t.peak for t in tracks], np.float64)})
-            con.register("_tracks", frame)
+            con.register("_tracks", frame)  # DuckDB reads a pandas float NaN as NULL (the test pins it)
             try:
                 con.execute("DELETE FROM alert_tracks t USING _tracks n WHERE t.rule = n.rule AND t.series_id = n.series_id")
-                con.execute("INSERT INTO alert_tracks SELECT rule, series_id, state, since_ns, last_ts, alert_id, "
-                            "CASE WHEN isnan(value) THEN NULL ELSE value END, "
-                            "CASE WHEN isnan(peak) THEN NULL ELSE peak END FROM _tracks")
+                con.execute("INSERT INTO alert_tracks SELECT rule, series_id, state, since_ns, last_ts, alert_id, value, peak "
+                            "FROM _tracks")
                 # a firing alert shows its latest value and the episode's extreme
-                con.execute("UPDATE alerts SET value = CASE WHEN isnan(n.value) THEN NULL ELSE n.value END, "
-                            "peak = CASE WHEN isnan(n.peak) THEN NULL ELSE n.peak END FROM _tracks n "
+                con.execute("UPDATE alerts SET value = n.value, peak = n.peak FROM _tracks n "
                             "WHERE alerts.alert_id = n.alert_id AND n.state = 'firing'")
             finally:
                 con.unregister("_tracks")
